@@ -1,0 +1,347 @@
+//! The [`Registry`] of hosted services, the mandatory `System` service, and
+//! the dispatch of a request's calls to their handlers.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::condition::{Condition, codes};
+use crate::json::RawJson;
+use crate::service::{BUILTIN_METHODS, Context, Outcome, Peer, Service};
+use crate::wire::{self, Call, CallResult, InvalidCall};
+
+/// The name of the service every server hosts.
+pub const SYSTEM: &str = "System";
+
+/// What `System.rpcVersion()` answers: MTGNet v1.0.0-draft.1.
+pub const RPC_VERSION: RpcVersion = RpcVersion {
+    major: 1,
+    minor: 0,
+    kind: "draft",
+    revision: 1,
+};
+
+/// The protocol version a server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RpcVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+    /// Release type (`"draft"`).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Revision of the draft.
+    pub revision: u32,
+}
+
+const SYSTEM_METHODS: [&str; 3] = ["services", "describeService", "rpcVersion"];
+
+/// Why a service cannot be added to a registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A service of that name (compared case-insensitively) is already hosted.
+    #[error("a service named {0:?} is already registered")]
+    DuplicateService(String),
+}
+
+/// The services a server hosts, `System` always among them.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mtgnet_proto::{wire, Peer, Registry, Service};
+///
+/// let registry = Registry::new().with(
+///     Service::new("Test").method("echo", "Returns its argument.", |(x,): (serde_json::Value,)| async move { Ok(x) }),
+/// );
+/// let calls = wire::parse_request(br#"[{"service":"test","method":"ECHO","args":[7],"id":1},
+///                                      {"service":"System","method":"services","args":[],"id":2}]"#).unwrap();
+/// let response = futures::executor::block_on(registry.respond(calls, Arc::new(Peer::default())));
+/// assert_eq!(response.unwrap(), br#"[{"id":1,"data":7},{"id":2,"data":["System","Test"]}]"#);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Registry {
+    system: Service,
+    services: Vec<Service>,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::new()
+    }
+}
+
+impl Registry {
+    /// A registry hosting only `System`.
+    pub fn new() -> Registry {
+        Registry {
+            system: Service::new(SYSTEM)
+                .product("mtgnet")
+                .author("the mtgnet developers")
+                .version(1, env!("CARGO_PKG_VERSION"))
+                .description("Introspection: the services hosted here, their methods, and the protocol version."),
+            services: Vec::new(),
+        }
+    }
+
+    /// Adds a service.
+    ///
+    /// # Errors
+    ///
+    /// When a service of the same name (case-insensitively, `System` included) is already hosted.
+    pub fn add(&mut self, service: Service) -> Result<(), RegistryError> {
+        if self.service(&service.name).is_some() {
+            return Err(RegistryError::DuplicateService(service.name));
+        }
+        self.services.push(service);
+        Ok(())
+    }
+
+    /// Adds a service, builder style.
+    ///
+    /// # Panics
+    ///
+    /// When [`Registry::add`] fails: the set of services is fixed by the program.
+    #[must_use]
+    pub fn with(mut self, service: Service) -> Registry {
+        if let Err(e) = self.add(service) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// The hosted service of that name, compared case-insensitively.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        std::iter::once(&self.system)
+            .chain(&self.services)
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Names of every hosted service, `System` first.
+    pub fn service_names(&self) -> Vec<&str> {
+        std::iter::once(&self.system)
+            .chain(&self.services)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    /// Runs the calls of one request and writes its response.
+    ///
+    /// Calls run concurrently; invalid calls get an `invalid-call` error
+    /// result; notifications run but get no result. The future yields the
+    /// response payload, or `None` when the request held no call that needs
+    /// an answer. A handler that panics yields an `internal-error` result.
+    pub fn respond(
+        &self,
+        calls: Vec<Result<Call, InvalidCall>>,
+        peer: Arc<Peer>,
+    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static {
+        let runs: Vec<_> = calls
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Ok(call) => Some(self.dispatch(call, Arc::clone(&peer)).left_future()),
+                Err(InvalidCall {
+                    id: Some(id),
+                    reason,
+                }) => {
+                    let result = CallResult {
+                        id,
+                        outcome: Err(Condition::new(codes::INVALID_CALL, reason)),
+                        warnings: Vec::new(),
+                    };
+                    Some(std::future::ready(Some(result)).right_future())
+                }
+                // An invalid notification gets no answer.
+                Err(InvalidCall { id: None, .. }) => None,
+            })
+            .collect();
+        async move {
+            let results: Vec<CallResult> = join_all(runs).await.into_iter().flatten().collect();
+            if results.is_empty() {
+                return None;
+            }
+            let mut out = Vec::with_capacity(64 * results.len());
+            match wire::write_response(&results, &mut out) {
+                Ok(()) => Some(out),
+                Err(e) => {
+                    tracing::error!(error = %e, "writing a response failed");
+                    None
+                }
+            }
+        }
+    }
+
+    /// Runs one call; the future yields its result (`None` for a notification).
+    pub fn dispatch(
+        &self,
+        call: Call,
+        peer: Arc<Peer>,
+    ) -> impl Future<Output = Option<CallResult>> + Send + 'static {
+        let Call {
+            service,
+            method,
+            id,
+            args,
+        } = call;
+        let ctx = Context::new(peer);
+        let run = self.route(&service, &method, ctx.clone(), args);
+        async move {
+            let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!(%service, %method, "a handler panicked");
+                    Err(Condition::new(
+                        codes::INTERNAL_ERROR,
+                        "the method failed unexpectedly",
+                    ))
+                }
+            };
+            let id = id?;
+            Some(CallResult {
+                id,
+                outcome,
+                warnings: ctx.take_warnings(),
+            })
+        }
+    }
+
+    /// Finds the handler (or built-in answer) for a call.
+    fn route(
+        &self,
+        service: &str,
+        method: &str,
+        ctx: Context,
+        args: RawJson,
+    ) -> futures::future::BoxFuture<'static, Outcome> {
+        let ready = |outcome: Outcome| std::future::ready(outcome).boxed();
+        let Some(svc) = self.service(service) else {
+            return ready(Err(Condition::new(
+                codes::UNKNOWN_SERVICE,
+                format!("no service named {service:?}"),
+            )));
+        };
+        if let Some(m) = svc.find(method) {
+            // Called inside the future so that a handler panicking before it
+            // returns its future is caught like one panicking inside it.
+            let handler = Arc::clone(&m.handler);
+            return async move { handler(ctx, args).await }.boxed();
+        }
+        let is_system = std::ptr::eq(svc, &self.system);
+        let builtin = BUILTIN_METHODS
+            .iter()
+            .chain(if is_system { &SYSTEM_METHODS[..] } else { &[] })
+            .find(|b| b.eq_ignore_ascii_case(method));
+        match builtin {
+            Some(&name) => ready(self.builtin(svc, name, &args)),
+            None => ready(Err(Condition::new(
+                codes::UNKNOWN_METHOD,
+                format!("service {:?} has no method named {method:?}", svc.name),
+            ))),
+        }
+    }
+
+    /// Answers the methods every service (and `System`) provides by itself.
+    fn builtin(&self, svc: &Service, name: &str, args: &RawJson) -> Outcome {
+        let arg = |expected: usize| -> Result<Vec<String>, Condition> {
+            let values: Vec<String> = args.deserialize().map_err(|e| {
+                Condition::new(codes::INVALID_ARGUMENTS, format!("invalid arguments: {e}"))
+            })?;
+            if values.len() != expected {
+                return Err(Condition::new(
+                    codes::INVALID_ARGUMENTS,
+                    format!("{name} takes {expected} argument(s), got {}", values.len()),
+                ));
+            }
+            Ok(values)
+        };
+        let value = match name {
+            "services" => {
+                arg(0)?;
+                json!(self.service_names())
+            }
+            "describeService" => {
+                let wanted = &arg(1)?[0];
+                let target = self.service(wanted).ok_or_else(|| {
+                    Condition::new(
+                        codes::UNKNOWN_SERVICE,
+                        format!("no service named {wanted:?}"),
+                    )
+                })?;
+                json!(target.description)
+            }
+            "rpcVersion" => {
+                arg(0)?;
+                json!(RPC_VERSION)
+            }
+            "methods" => {
+                arg(0)?;
+                let mut names = svc.method_names();
+                if std::ptr::eq(svc, &self.system) {
+                    names.extend(SYSTEM_METHODS);
+                }
+                json!(names)
+            }
+            "describeMethod" => {
+                let wanted = &arg(1)?[0];
+                let doc = match svc.find(wanted) {
+                    Some(m) => m.doc.clone(),
+                    None => {
+                        builtin_doc(wanted, std::ptr::eq(svc, &self.system)).ok_or_else(|| {
+                            Condition::new(
+                                codes::UNKNOWN_METHOD,
+                                format!("service {:?} has no method named {wanted:?}", svc.name),
+                            )
+                        })?
+                    }
+                };
+                json!({"Doc": doc, "returnTypespec": null, "argTypespec": null, "conditionCodes": null})
+            }
+            "version" => {
+                arg(0)?;
+                json!({"code": svc.version.0, "name": svc.version.1})
+            }
+            _ => unreachable!("route only passes built-in names"),
+        };
+        RawJson::from_serialize(&value)
+            .map_err(|e| Condition::new(codes::INTERNAL_ERROR, e.to_string()))
+    }
+}
+
+/// The doc string of a built-in method, if `name` is one.
+fn builtin_doc(name: &str, system: bool) -> Option<String> {
+    let docs = [
+        ("methods", "Returns the names of this service's methods."),
+        (
+            "describeMethod",
+            "Describes the named method of this service.",
+        ),
+        (
+            "version",
+            "Returns this service's version: {\"code\": integer, \"name\": string}.",
+        ),
+    ];
+    let system_docs = [
+        (
+            "services",
+            "Returns the names of the services hosted by this server.",
+        ),
+        (
+            "describeService",
+            "Describes the named service: {\"product\", \"authors\", \"description\"}.",
+        ),
+        (
+            "rpcVersion",
+            "Returns the MTGNet protocol version this server speaks.",
+        ),
+    ];
+    docs.iter()
+        .chain(if system { &system_docs[..] } else { &[] })
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, d)| (*d).to_owned())
+}
