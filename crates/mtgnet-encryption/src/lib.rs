@@ -1,1 +1,111 @@
-//! placeholder
+//! The MTGNet encryption extension, v1: identity keys, authorized keys, the
+//! handshake and sealed frames, byte-compatible with the deployed Common
+//! Lisp and PHP peers (PROTOCOL.md section 6).
+//!
+//! This crate does no IO. It turns bytes into bytes: a [`Handshake`] produces
+//! the 128-byte payload to send and consumes the peer's, yielding a
+//! [`Session`] that seals and opens frame payloads. Framing them (netstring+)
+//! and moving them over a socket is the job of `mtgnet-proto` and `mtgnet`.
+//!
+//! ```text
+//!   messages (JSON)     mtgnet-proto
+//!   Session::seal/open  this crate: nonce (24) || MAC (16) || ciphertext
+//!   Handshake           this crate: identity_pk (32) || crypto_sign(e_pk) (96)
+//!   framing             mtgnet-proto (netstring+)
+//!   transport           mtgnet (tokio, std::net)
+//! ```
+//!
+//! Every primitive, the random number generator and the secret memory come
+//! from libsodium, which is initialised on first use: there is no init call.
+//! Secrets ([`IdentitySecret`], [`EphemeralSecret`], [`SessionKey`]) live in
+//! `sodium_malloc` memory that is locked against swapping, surrounded by
+//! guard pages, inaccessible except inside an `expose_secret` call, never
+//! cloned, redacted in `Debug`, and wiped when dropped.
+//!
+//! # Example
+//!
+//! A client and a server handshake in memory, then exchange a message:
+//!
+//! ```
+//! use mtgnet_encryption::{AuthorizedKeys, Handshake, IdentitySecret};
+//!
+//! let server_identity = IdentitySecret::generate();
+//! let client_identity = IdentitySecret::generate();
+//!
+//! // The client pins the server's key; the server accepts only this client.
+//! let client = Handshake::new(&client_identity, AuthorizedKeys::only([server_identity.public_key()]));
+//! let server = Handshake::new(&server_identity, AuthorizedKeys::only([client_identity.public_key()]));
+//!
+//! // Both send their payload first, then read the peer's.
+//! let to_server = client.payload().to_vec();
+//! let to_client = server.payload().to_vec();
+//! let client = client.finish(&to_client)?;
+//! let server = server.finish(&to_server)?;
+//! assert_eq!(server.peer_identity(), &client_identity.public_key());
+//!
+//! let request = client.seal(br#"[{"service":"System","method":"rpcVersion","args":[],"id":1}]"#);
+//! let opened = server.open(&request)?;
+//! assert!(opened.starts_with(b"[{\"service\""));
+//! # Ok::<(), mtgnet_encryption::Error>(())
+//! ```
+//!
+//! # Known weaknesses of v1
+//!
+//! v1 is what the deployed peers speak, so this crate implements it exactly,
+//! gaps included:
+//!
+//! - **Replay, reordering and reflection go undetected.** One key serves
+//!   both directions and nonces are random, not counters: a network attacker
+//!   can resend an earlier frame, swap frames, or send a party's own frame
+//!   back to it, and it opens fine.
+//! - **The signature covers only the ephemeral key**, not the transcript:
+//!   the two ephemeral keys are not bound together and there is no key
+//!   confirmation, so a handshake "succeeds" before either side knows the
+//!   other derived the same key (a mismatch shows up as a decryption error
+//!   on the first frame).
+//! - **Identities travel in the clear**: an observer learns both public keys.
+//! - With [`AuthorizedKeys::any`] (the default), the handshake proves only
+//!   that the peer holds *some* key; pin keys to authenticate anyone.
+//!
+//! # Panics
+//!
+//! If libsodium fails to initialise (`sodium_init` returns -1), the first
+//! operation panics: no cryptography is possible. Allocating secret memory
+//! panics when `sodium_malloc` fails, like any failed allocation.
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod authorized;
+mod ephemeral;
+mod error;
+mod handshake;
+mod keys;
+mod session;
+#[allow(unsafe_code)]
+mod sodium;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use authorized::AuthorizedKeys;
+pub use ephemeral::{EphemeralKeypair, EphemeralSecret, SessionKey};
+pub use error::{
+    AuthorizedKeysError, DecryptError, Error, HandshakeError, InvalidSignature, KeyError,
+};
+pub use handshake::Handshake;
+pub use keys::{EncodedSecret, IdentitySecret, PublicKey};
+pub use session::Session;
+pub use sodium::SecretBytes;
+
+/// Size of an identity secret: libsodium's Ed25519 seed || public key.
+pub const SECRET_SIZE: usize = 64;
+/// Size of an identity public key (Ed25519).
+pub const PUBLICKEY_SIZE: usize = 32;
+/// Size of a handshake payload: identity public key (32) || signature (64) || ephemeral public key (32).
+pub const HANDSHAKE_PAYLOAD_SIZE: usize = 128;
+/// Size of the random nonce at the start of a sealed payload.
+pub const NONCE_SIZE: usize = 24;
+/// Size of the Poly1305 MAC after the nonce.
+pub const MAC_SIZE: usize = 16;
+/// How much longer a sealed payload is than its plaintext: nonce + MAC.
+pub const SEAL_OVERHEAD: usize = NONCE_SIZE + MAC_SIZE;

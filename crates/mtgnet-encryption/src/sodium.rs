@@ -1,0 +1,429 @@
+//! The only place in the crate that touches libsodium directly.
+//!
+//! Every `unsafe` block of the crate lives here, each with a `// SAFETY:`
+//! comment, behind safe functions whose signatures make the lengths
+//! libsodium expects impossible to get wrong (fixed-size arrays, or slices
+//! whose lengths are checked before the call). Every function that reaches
+//! libsodium first calls [`init`], so users never initialise anything.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use libsodium_sys as ffi;
+
+/// Initialises libsodium once per process; cheap (one atomic load) after the first call.
+///
+/// # Panics
+///
+/// Panics if `sodium_init` reports failure. libsodium cannot pick its
+/// implementations or seed its CSPRNG then, and no operation of this crate
+/// can be done safely, so there is nothing sensible to fall back to.
+pub(crate) fn init() {
+    static INIT: OnceLock<i32> = OnceLock::new();
+    // SAFETY: `sodium_init` takes no arguments, is thread-safe and may be
+    // called any number of times; `OnceLock` makes us call it once anyway.
+    let status = *INIT.get_or_init(|| unsafe { ffi::sodium_init() });
+    assert!(
+        status >= 0,
+        "libsodium failed to initialise (sodium_init returned {status}); \
+         no cryptographic operation is possible"
+    );
+}
+
+/// Fills `buf` from libsodium's CSPRNG (`randombytes_buf`).
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    init();
+    // SAFETY: `buf` is a valid, writable region of exactly `buf.len()` bytes.
+    unsafe { ffi::randombytes_buf(buf.as_mut_ptr().cast::<c_void>(), buf.len()) }
+}
+
+/// Constant-time equality (`sodium_memcmp`); slices of different lengths are unequal.
+///
+/// Only the contents are compared in constant time; the lengths are public.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    init();
+    if a.len() != b.len() {
+        return false;
+    }
+    // SAFETY: both pointers are valid for reads of `a.len()` bytes (the
+    // lengths are equal, checked above).
+    unsafe { ffi::sodium_memcmp(a.as_ptr().cast(), b.as_ptr().cast(), a.len()) == 0 }
+}
+
+/// Overwrites `buf` with zeros in a way the compiler may not elide (`sodium_memzero`).
+pub(crate) fn wipe(buf: &mut [u8]) {
+    init();
+    // SAFETY: `buf` is a valid, writable region of exactly `buf.len()` bytes.
+    unsafe { ffi::sodium_memzero(buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+/// Ed25519 key pair from a 32-byte seed (`crypto_sign_seed_keypair`).
+pub(crate) fn sign_seed_keypair(seed: &[u8; 32], public: &mut [u8; 32], secret: &mut [u8; 64]) {
+    init();
+    // SAFETY: the array types give exactly crypto_sign_PUBLICKEYBYTES (32),
+    // crypto_sign_SECRETKEYBYTES (64) and crypto_sign_SEEDBYTES (32) bytes.
+    let rc = unsafe {
+        ffi::crypto_sign_seed_keypair(public.as_mut_ptr(), secret.as_mut_ptr(), seed.as_ptr())
+    };
+    assert_eq!(rc, 0, "crypto_sign_seed_keypair cannot fail");
+}
+
+/// Fresh random Ed25519 key pair (`crypto_sign_keypair`).
+pub(crate) fn sign_keypair(public: &mut [u8; 32], secret: &mut [u8; 64]) {
+    init();
+    // SAFETY: the array types give exactly the 32 and 64 bytes libsodium writes.
+    let rc = unsafe { ffi::crypto_sign_keypair(public.as_mut_ptr(), secret.as_mut_ptr()) };
+    assert_eq!(rc, 0, "crypto_sign_keypair cannot fail");
+}
+
+/// Combined-mode signature: 64-byte signature followed by `message` (`crypto_sign`).
+pub(crate) fn sign(message: &[u8], secret: &[u8; 64]) -> Vec<u8> {
+    init();
+    let mut signed = vec![0u8; message.len() + 64];
+    let mut signed_len: u64 = 0;
+    // SAFETY: `signed` has room for crypto_sign_BYTES + message.len() bytes,
+    // as libsodium requires; `message` is valid for `message.len()` reads;
+    // `secret` is the 64-byte secret key; `signed_len` is a valid out-pointer.
+    let rc = unsafe {
+        ffi::crypto_sign(
+            signed.as_mut_ptr(),
+            &mut signed_len,
+            message.as_ptr(),
+            message.len() as u64,
+            secret.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_sign cannot fail for an in-memory message");
+    debug_assert_eq!(signed_len, signed.len() as u64);
+    signed
+}
+
+/// Verifies a combined-mode signature and returns the signed message (`crypto_sign_open`).
+///
+/// Returns `None` when verification fails, including every input shorter
+/// than a signature. libsodium's checks are the strict ones (S < L,
+/// canonical and non-small-order A and R).
+pub(crate) fn sign_open(signed: &[u8], public: &[u8; 32]) -> Option<Vec<u8>> {
+    init();
+    let message_len = signed.len().checked_sub(64)?;
+    let mut message = vec![0u8; message_len];
+    // libsodium accepts a NULL output when there is nothing to copy, which
+    // keeps a dangling (empty-Vec) pointer from ever reaching C.
+    let out = if message_len == 0 {
+        ptr::null_mut()
+    } else {
+        message.as_mut_ptr()
+    };
+    // SAFETY: `out` is NULL or valid for `signed.len() - 64` writes, which is
+    // the most libsodium writes; `signed` is valid for `signed.len()` reads;
+    // `public` is 32 bytes; a NULL length out-pointer is allowed.
+    let rc = unsafe {
+        ffi::crypto_sign_open(
+            out,
+            ptr::null_mut(),
+            signed.as_ptr(),
+            signed.len() as u64,
+            public.as_ptr(),
+        )
+    };
+    (rc == 0).then_some(message)
+}
+
+/// Fresh random X25519 key pair (`crypto_box_keypair`).
+pub(crate) fn box_keypair(public: &mut [u8; 32], secret: &mut [u8; 32]) {
+    init();
+    // SAFETY: the array types give exactly crypto_box_PUBLICKEYBYTES and
+    // crypto_box_SECRETKEYBYTES (32 each).
+    let rc = unsafe { ffi::crypto_box_keypair(public.as_mut_ptr(), secret.as_mut_ptr()) };
+    assert_eq!(rc, 0, "crypto_box_keypair cannot fail");
+}
+
+/// The X25519 public key of a secret scalar (`crypto_scalarmult_base`).
+pub(crate) fn scalarmult_base(secret: &[u8; 32]) -> [u8; 32] {
+    init();
+    let mut public = [0u8; 32];
+    // SAFETY: both arrays are crypto_scalarmult_BYTES / SCALARBYTES (32) long.
+    let rc = unsafe { ffi::crypto_scalarmult_base(public.as_mut_ptr(), secret.as_ptr()) };
+    // It fails only for the all-zero output, which a clamped scalar times the
+    // base point cannot produce.
+    assert_eq!(rc, 0, "crypto_scalarmult_base failed");
+    public
+}
+
+/// Precomputes the shared key (`crypto_box_beforenm`): HSalsa20 of the X25519 result.
+///
+/// Returns `false`, leaving `key` zeroed, when the X25519 result is all zero
+/// (the peer's public key has small order).
+#[must_use]
+pub(crate) fn box_beforenm(key: &mut [u8; 32], peer_public: &[u8; 32], secret: &[u8; 32]) -> bool {
+    init();
+    // SAFETY: all three arrays are the 32 bytes libsodium reads or writes
+    // (crypto_box_BEFORENMBYTES, PUBLICKEYBYTES, SECRETKEYBYTES).
+    let rc = unsafe {
+        ffi::crypto_box_beforenm(key.as_mut_ptr(), peer_public.as_ptr(), secret.as_ptr())
+    };
+    if rc != 0 {
+        wipe(key);
+    }
+    rc == 0
+}
+
+/// `crypto_box_easy_afternm`: writes MAC (16) || ciphertext into `out`.
+///
+/// # Panics
+///
+/// Panics if `out.len() != message.len() + 16`.
+pub(crate) fn box_easy_afternm(out: &mut [u8], message: &[u8], nonce: &[u8; 24], key: &[u8; 32]) {
+    init();
+    assert_eq!(
+        out.len(),
+        message.len() + 16,
+        "output must be exactly 16 bytes longer than the message"
+    );
+    // SAFETY: `out` is valid for message.len() + crypto_box_MACBYTES writes
+    // (checked above); `message` for its length in reads; nonce and key have
+    // the 24 and 32 bytes libsodium reads. `out` and `message` cannot overlap
+    // because one is borrowed mutably and the other shared.
+    let rc = unsafe {
+        ffi::crypto_box_easy_afternm(
+            out.as_mut_ptr(),
+            message.as_ptr(),
+            message.len() as u64,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "message longer than crypto_box_MESSAGEBYTES_MAX");
+}
+
+/// In-place `crypto_box_open_easy_afternm`: `buf` holds MAC (16) || ciphertext
+/// on entry and, on success, the plaintext in `buf[..buf.len() - 16]`.
+///
+/// Returns `false` if `buf` is shorter than the MAC or authentication fails.
+#[must_use]
+pub(crate) fn box_open_easy_afternm_in_place(
+    buf: &mut [u8],
+    nonce: &[u8; 24],
+    key: &[u8; 32],
+) -> bool {
+    init();
+    if buf.len() < 16 {
+        return false;
+    }
+    let ptr = buf.as_mut_ptr();
+    // SAFETY: `ptr` is valid for `buf.len()` reads and for the
+    // `buf.len() - 16` writes of the plaintext. libsodium documents that the
+    // message and ciphertext may overlap (it memmoves overlapping input
+    // first), so passing the same buffer as both is allowed; both raw
+    // pointers come from the one exclusive borrow `buf`.
+    let rc = unsafe {
+        ffi::crypto_box_open_easy_afternm(
+            ptr,
+            ptr.cast_const(),
+            buf.len() as u64,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// `N` bytes of secret memory from `sodium_malloc`.
+///
+/// The region sits between guard pages, is locked against swapping
+/// (`mlock`) where the OS allows, and is kept `PROT_NONE` except while
+/// [`expose_secret`](Self::expose_secret) runs. Dropping it wipes the bytes
+/// and frees the pages (`sodium_free`). It cannot be cloned, and its `Debug`
+/// output is `SecretBytes([REDACTED])`.
+///
+/// ```
+/// use mtgnet_encryption::SecretBytes;
+///
+/// let secret = SecretBytes::<4>::new_with(|bytes| bytes.copy_from_slice(b"key!"));
+/// assert_eq!(secret.expose_secret(|bytes| bytes[0]), b'k');
+/// assert_eq!(format!("{secret:?}"), "SecretBytes([REDACTED])");
+/// ```
+pub struct SecretBytes<const N: usize> {
+    ptr: NonNull<u8>,
+    /// How many `expose_secret` calls are running, on any thread. The region
+    /// is readable while this is non-zero and `PROT_NONE` otherwise; the
+    /// count and the protection change together under this lock, so one
+    /// caller finishing never revokes access from another still reading
+    /// (concurrent use through `Arc<Session>`, or a nested call).
+    readers: Mutex<usize>,
+}
+
+// SAFETY: the region is owned by this value alone (no other pointer to it
+// escapes), so moving it to another thread is like moving a `Box<[u8; N]>`.
+unsafe impl<const N: usize> Send for SecretBytes<N> {}
+// SAFETY: through `&self` the bytes are only ever read (`expose_secret`
+// hands out `&[u8; N]`), and the only shared mutable state, the protection
+// flag, changes under the `readers` mutex. Writing requires `&mut self`.
+unsafe impl<const N: usize> Sync for SecretBytes<N> {}
+
+impl<const N: usize> SecretBytes<N> {
+    /// Allocates the region and lets `fill` write the secret straight into it,
+    /// so it never passes through an ordinary (unlocked, unwiped) buffer.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `sodium_malloc` fails (out of memory or address space), like
+    /// an ordinary allocation failure, or if `fill` panics (the region is
+    /// then wiped and freed).
+    pub fn new_with(fill: impl FnOnce(&mut [u8; N])) -> Self {
+        match Self::try_new_with(|bytes| {
+            fill(bytes);
+            Ok::<(), std::convert::Infallible>(())
+        }) {
+            Ok(secret) => secret,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`new_with`](Self::new_with), for a `fill` that can fail; on
+    /// failure the region is wiped and freed and the error returned.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `fill` returns.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `sodium_malloc` fails.
+    pub fn try_new_with<E>(fill: impl FnOnce(&mut [u8; N]) -> Result<(), E>) -> Result<Self, E> {
+        init();
+        // SAFETY: `sodium_malloc` may be called with any size; the result is
+        // checked for NULL below.
+        let raw = unsafe { ffi::sodium_malloc(N.max(1)) }.cast::<u8>();
+        let Some(ptr) = NonNull::new(raw) else {
+            panic!("sodium_malloc({N}) failed: out of memory or address space");
+        };
+        // From here on `Drop` frees the region, including on early return.
+        let secret = SecretBytes {
+            ptr,
+            readers: Mutex::new(0),
+        };
+        // SAFETY: a fresh sodium_malloc region is readable and writable, at
+        // least N bytes long, and alignment 1 suits `[u8; N]`; `secret` has
+        // not been shared yet, so this is the only reference to the bytes,
+        // and it ends before `secret` is used again.
+        let bytes = unsafe { &mut *secret.ptr.as_ptr().cast::<[u8; N]>() };
+        // sodium_malloc fills new memory with 0xdb; start from zero instead.
+        wipe(bytes);
+        fill(bytes)?;
+        secret.protect_noaccess();
+        Ok(secret)
+    }
+
+    /// Runs `f` with read access to the bytes, and revokes it afterwards.
+    ///
+    /// The region is readable only while at least one `expose_secret` call
+    /// is running (calls may nest and run on several threads at once).
+    /// Don't copy the bytes out of the closure into ordinary memory.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the OS refuses to change the page protection (`mprotect`),
+    /// since reading the region would then crash the process.
+    pub fn expose_secret<R>(&self, f: impl FnOnce(&[u8; N]) -> R) -> R {
+        let _guard = ReadGuard::new(self);
+        // SAFETY: while `_guard` lives the region is readable (mprotect
+        // succeeded or we panicked), it is N bytes with alignment 1, and
+        // nothing writes it, since writes need `&mut self`.
+        let bytes = unsafe { &*self.ptr.as_ptr().cast::<[u8; N]>() };
+        f(bytes)
+    }
+
+    /// Overwrites the bytes with zeros (`sodium_memzero`), leaving the region
+    /// inaccessible again. `Drop` does this before `sodium_free`, whose own
+    /// wipe makes the region's final contents unobservable: calling this
+    /// directly lets a test see that the wipe really zeroes the memory.
+    #[doc(hidden)]
+    pub fn wipe(&mut self) {
+        self.protect_readwrite();
+        // SAFETY: the region is now readable and writable, N bytes long, and
+        // `&mut self` makes this the only reference to it.
+        wipe(unsafe { &mut *self.ptr.as_ptr().cast::<[u8; N]>() });
+        self.protect_noaccess();
+    }
+
+    /// The address of the region, for tests that check the guard really
+    /// faults outside `expose_secret` (reading it there kills the process).
+    #[doc(hidden)]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr().cast_const()
+    }
+
+    fn lock_readers(&self) -> MutexGuard<'_, usize> {
+        // The lock is never held while user code runs, so poisoning can only
+        // come from a failed mprotect assertion; the count is still right.
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn protect_readonly(&self) {
+        // SAFETY: `ptr` is a live sodium_malloc region (freed only in Drop).
+        let rc = unsafe { ffi::sodium_mprotect_readonly(self.ptr.as_ptr().cast()) };
+        assert_eq!(rc, 0, "mprotect(PROT_READ) on secret memory failed");
+    }
+
+    fn protect_readwrite(&mut self) {
+        // SAFETY: `ptr` is a live sodium_malloc region (freed only in Drop).
+        let rc = unsafe { ffi::sodium_mprotect_readwrite(self.ptr.as_ptr().cast()) };
+        assert_eq!(
+            rc, 0,
+            "mprotect(PROT_READ|PROT_WRITE) on secret memory failed"
+        );
+    }
+
+    fn protect_noaccess(&self) {
+        // SAFETY: `ptr` is a live sodium_malloc region (freed only in Drop).
+        let rc = unsafe { ffi::sodium_mprotect_noaccess(self.ptr.as_ptr().cast()) };
+        // Failing to revoke access leaves the bytes readable but is not unsafe;
+        // panicking here (possibly inside a guard's drop) would be worse.
+        debug_assert_eq!(rc, 0, "mprotect(PROT_NONE) on secret memory failed");
+    }
+}
+
+impl<const N: usize> Drop for SecretBytes<N> {
+    fn drop(&mut self) {
+        self.wipe();
+        // SAFETY: `ptr` came from sodium_malloc and is freed exactly once,
+        // here; sodium_free makes the region writable, wipes it, unlocks and
+        // unmaps it, whatever its current protection.
+        unsafe { ffi::sodium_free(self.ptr.as_ptr().cast()) }
+    }
+}
+
+impl<const N: usize> fmt::Debug for SecretBytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes([REDACTED])")
+    }
+}
+
+/// Keeps a region readable for its lifetime; see `SecretBytes::readers`.
+struct ReadGuard<'a, const N: usize> {
+    secret: &'a SecretBytes<N>,
+}
+
+impl<'a, const N: usize> ReadGuard<'a, N> {
+    fn new(secret: &'a SecretBytes<N>) -> Self {
+        let mut readers = secret.lock_readers();
+        if *readers == 0 {
+            secret.protect_readonly();
+        }
+        *readers += 1;
+        ReadGuard { secret }
+    }
+}
+
+impl<const N: usize> Drop for ReadGuard<'_, N> {
+    fn drop(&mut self) {
+        let mut readers = self.secret.lock_readers();
+        *readers -= 1;
+        if *readers == 0 {
+            self.secret.protect_noaccess();
+        }
+    }
+}
