@@ -1,0 +1,3 @@
+//! Integration tests of `mtgnet-proto`, built as one test binary.
+
+mod framing;
