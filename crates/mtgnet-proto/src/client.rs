@@ -177,19 +177,7 @@ impl ClientCore {
         if ids.is_empty() {
             return Ok(None);
         }
-        let key = RequestKey(self.next_request);
-        self.next_request += 1;
-        for (index, id) in ids.iter().enumerate() {
-            self.pending.insert(id.clone(), (key, index));
-        }
-        self.requests.insert(
-            key,
-            InFlight {
-                ids,
-                abandoned: false,
-            },
-        );
-        Ok(Some(key))
+        Ok(Some(self.insert_in_flight(ids)))
     }
 
     fn fresh_id(&mut self) -> Id {
@@ -270,6 +258,25 @@ impl ClientCore {
             entry.abandoned = true;
         }
         self.completions.retain(|c| c.request != request);
+    }
+
+    /// Registers a request in flight with the given ids, as if it had been
+    /// sent; lets tests reproduce peers' ids (vectors). Not part of the API.
+    #[doc(hidden)]
+    pub fn insert_in_flight(&mut self, ids: Vec<Id>) -> RequestKey {
+        let key = RequestKey(self.next_request);
+        self.next_request += 1;
+        for (index, id) in ids.iter().enumerate() {
+            self.pending.insert(id.clone(), (key, index));
+        }
+        self.requests.insert(
+            key,
+            InFlight {
+                ids,
+                abandoned: false,
+            },
+        );
+        key
     }
 
     /// Requests sent and not yet answered (abandoned ones included).
