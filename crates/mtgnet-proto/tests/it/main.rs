@@ -1,3 +1,4 @@
 //! Integration tests of `mtgnet-proto`, built as one test binary.
 
 mod framing;
+mod messages;
