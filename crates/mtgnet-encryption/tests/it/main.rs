@@ -1,0 +1,9 @@
+//! Integration tests of mtgnet-encryption: vectors byte for byte, secrets, properties.
+
+mod frames;
+mod handshake;
+mod keys;
+mod props;
+mod secrets;
+mod transcript;
+mod util;
