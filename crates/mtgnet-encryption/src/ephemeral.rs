@@ -57,9 +57,10 @@ impl fmt::Debug for EphemeralSecret {
 ///
 /// let alice = EphemeralKeypair::generate();
 /// let bob = EphemeralKeypair::generate();
-/// let bob_public = *bob.public_key();
-/// let k1 = alice.into_session_key(&bob_public)?;
-/// # let _ = k1;
+/// let (alice_public, bob_public) = (*alice.public_key(), *bob.public_key());
+/// let alice_key = alice.into_session_key(&bob_public)?;
+/// let bob_key = bob.into_session_key(&alice_public)?;
+/// assert!(alice_key.expose_secret(|a| bob_key.expose_secret(|b| a == b)));
 /// # Ok::<(), mtgnet_encryption::HandshakeError>(())
 /// ```
 #[derive(Debug)]
