@@ -141,7 +141,7 @@ impl Registry {
         &self,
         calls: Vec<Result<Call, InvalidCall>>,
         peer: Arc<Peer>,
-    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static {
+    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static + use<> {
         let runs: Vec<_> = calls
             .into_iter()
             .filter_map(|entry| match entry {
@@ -182,7 +182,7 @@ impl Registry {
         &self,
         call: Call,
         peer: Arc<Peer>,
-    ) -> impl Future<Output = Option<CallResult>> + Send + 'static {
+    ) -> impl Future<Output = Option<CallResult>> + Send + 'static + use<> {
         let Call {
             service,
             method,

@@ -1,0 +1,121 @@
+//! A client for programs without an async runtime.
+//!
+//! It runs the async [`Client`](crate::Client) on a private single-threaded
+//! tokio runtime, driven only while a call blocks.
+//!
+//! ```no_run
+//! use mtgnet::{blocking, ClientConfig};
+//!
+//! let client = blocking::Client::connect("127.0.0.1:7707", ClientConfig::plain())?;
+//! let echoed: String = client.call("Test", "echo", ("hello",))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::net::ToSocketAddrs;
+
+use mtgnet_encryption::PublicKey;
+use mtgnet_proto::client::Batch;
+use mtgnet_proto::wire::CallResult;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::runtime::Runtime;
+
+use crate::client::Reply;
+use crate::config::ClientConfig;
+use crate::error::{CallError, Error};
+
+/// A blocking MTGNet client: each method returns when its call is answered.
+///
+/// Not `Clone`: to call from several threads, share it behind a reference
+/// (calls from different threads are serialized), or use the async client.
+#[derive(Debug)]
+pub struct Client {
+    runtime: Runtime,
+    inner: crate::Client,
+}
+
+impl Client {
+    /// Connects over TCP, running the handshake when `config` is encrypted.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::connect`], or when the runtime cannot start.
+    pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let inner = runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect(&addrs[..]).await?;
+            stream.set_nodelay(true)?;
+            let (client, driver) = crate::Client::new(stream, config).await?;
+            tokio::spawn(driver);
+            Ok::<_, Error>(client)
+        })?;
+        Ok(Client { runtime, inner })
+    }
+
+    /// The server's identity key, on an encrypted connection.
+    pub fn peer_identity(&self) -> Option<&PublicKey> {
+        self.inner.peer_identity()
+    }
+
+    /// Calls `service.method(args...)`; see [`crate::Client::call`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::call`].
+    pub fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        service: &str,
+        method: &str,
+        args: A,
+    ) -> Result<R, CallError> {
+        self.runtime
+            .block_on(self.inner.call(service, method, args))
+    }
+
+    /// Calls and returns the raw data with warnings; see [`crate::Client::call_reply`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::call`].
+    pub fn call_reply<A: Serialize>(
+        &self,
+        service: &str,
+        method: &str,
+        args: A,
+    ) -> Result<Reply, CallError> {
+        self.runtime
+            .block_on(self.inner.call_reply(service, method, args))
+    }
+
+    /// Sends a notification; see [`crate::Client::notify`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::notify`].
+    pub fn notify<A: Serialize>(
+        &self,
+        service: &str,
+        method: &str,
+        args: A,
+    ) -> Result<(), CallError> {
+        self.runtime.block_on(async {
+            self.inner.notify(service, method, args).await?;
+            // Give the driver a turn so the notification is written before
+            // this thread goes back to work that may not call again.
+            tokio::task::yield_now().await;
+            Ok(())
+        })
+    }
+
+    /// Sends a batch; see [`crate::Client::batch`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::batch`].
+    pub fn batch(&self, batch: Batch) -> Result<Vec<CallResult>, CallError> {
+        self.runtime.block_on(self.inner.batch(batch))
+    }
+}

@@ -1,0 +1,125 @@
+//! Errors of connections and calls.
+
+use std::io;
+use std::sync::Arc;
+
+use mtgnet_encryption::{DecryptError, PublicKey};
+use mtgnet_proto::framing::FrameError;
+use mtgnet_proto::{Condition, MessageError, ProtocolError};
+
+/// Why a connection failed or closed.
+///
+/// The variants follow PROTOCOL.md section 6.4, so a user can tell every
+/// failure apart: framing, JSON/protocol, handshake, invalid signature, not
+/// authorized (with the key), decryption, closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed (connect, read or write).
+    #[error("transport error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer's bytes are not valid netstring+.
+    #[error("framing error: {0}")]
+    Framing(#[from] FrameError),
+    /// A payload is not a valid request or response message.
+    #[error("invalid message: {0}")]
+    Message(#[from] MessageError),
+    /// A response does not fit the calls in flight.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The handshake did not complete: wrong size, connection closed, or timeout.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeFailure),
+    /// The peer's handshake signature does not verify.
+    #[error("handshake signature is invalid")]
+    InvalidSignature,
+    /// The peer proved its identity, but it is not in our authorized keys.
+    #[error("peer key {0} is not authorized")]
+    NotAuthorized(PublicKey),
+    /// A sealed frame did not open.
+    #[error("decryption failed: {0}")]
+    Decrypt(#[from] DecryptError),
+    /// The connection closed (by the peer, or after an earlier error).
+    #[error("connection closed")]
+    Closed,
+}
+
+/// The ways a handshake can fail before any signature is checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// The peer's handshake payload is not exactly 128 bytes.
+    #[error("handshake payload must be 128 bytes, got {len}")]
+    Size {
+        /// The payload length received.
+        len: usize,
+    },
+    /// The handshake frame is not valid netstring+ (or longer than 128 bytes).
+    #[error("bad handshake frame: {0}")]
+    Frame(FrameError),
+    /// The peer closed the connection before sending its handshake.
+    #[error("the peer closed the connection during the handshake")]
+    Closed,
+    /// The handshake did not finish in time.
+    #[error("the handshake timed out")]
+    Timeout,
+    /// The peer's ephemeral key cannot be used for a key exchange.
+    #[error("key exchange failed: the peer's ephemeral key is invalid")]
+    KeyExchange,
+}
+
+impl From<mtgnet_encryption::HandshakeError> for Error {
+    fn from(e: mtgnet_encryption::HandshakeError) -> Error {
+        use mtgnet_encryption::HandshakeError as E;
+        match e {
+            E::Size { len } => HandshakeFailure::Size { len }.into(),
+            E::InvalidSignature => Error::InvalidSignature,
+            E::NotAuthorized(key) => Error::NotAuthorized(key),
+            _ => HandshakeFailure::KeyExchange.into(),
+        }
+    }
+}
+
+/// Why a call did not return a value.
+///
+/// ```
+/// # async fn example(client: mtgnet::Client) {
+/// use mtgnet::CallError;
+///
+/// match client.call::<_, i64>("Test", "fail", ()).await {
+///     Ok(value) => println!("got {value}"),
+///     Err(CallError::Remote(condition)) => println!("the server said {}: {}", condition.code, condition.message),
+///     Err(CallError::Connection(e)) => println!("connection lost: {e}"),
+///     Err(other) => println!("{other}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The server answered with an error condition.
+    #[error("remote error {0}")]
+    Remote(Condition),
+    /// The connection failed or closed before the result arrived.
+    #[error("{0}")]
+    Connection(Arc<Error>),
+    /// No result arrived within the call timeout; the connection stays usable.
+    #[error("the call timed out")]
+    Timeout,
+    /// The arguments could not be serialized to JSON.
+    #[error("the arguments cannot be serialized: {0}")]
+    Arguments(Arc<serde_json::Error>),
+    /// The result data does not fit the requested type.
+    #[error("the result does not fit the requested type: {0}")]
+    Decode(Arc<serde_json::Error>),
+}
+
+impl CallError {
+    /// The remote condition, when the server answered with one.
+    pub fn remote(&self) -> Option<&Condition> {
+        match self {
+            CallError::Remote(c) => Some(c),
+            _ => None,
+        }
+    }
+}
