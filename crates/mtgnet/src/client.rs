@@ -324,8 +324,12 @@ impl Client {
     }
 }
 
+/// Serializes call arguments: a JSON array, or `()` (JSON `null`) for none.
 fn args_json<A: Serialize>(args: &A) -> Result<RawJson, CallError> {
     let json = RawJson::from_serialize(args).map_err(|e| CallError::Arguments(Arc::new(e)))?;
+    if json.is_null() {
+        return Ok(RawJson::empty_array());
+    }
     if !json.as_str().starts_with('[') {
         let e = serde::ser::Error::custom("arguments must serialize to a JSON array, e.g. a tuple");
         return Err(CallError::Arguments(Arc::new(e)));

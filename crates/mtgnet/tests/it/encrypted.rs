@@ -1,0 +1,250 @@
+//! The encryption extension end to end: every core feature over an
+//! encrypted connection, authorization in both roles, mismatched modes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mtgnet::{
+    AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption, Error, HandshakeFailure,
+    IdentitySecret, Limits, RawJson,
+};
+use serde_json::Value;
+
+use crate::util::{TestServer, bounded};
+
+#[tokio::test]
+async fn encrypted_calls_batches_notifications_and_errors_work() {
+    let server = TestServer::encrypted().await;
+    let client = server.client().await;
+    let sum: i64 = bounded(client.call("Test", "add", (40, 2)))
+        .await
+        .expect("add");
+    assert_eq!(sum, 42);
+    let mut batch = Batch::new();
+    batch.call(
+        "Test",
+        "echo",
+        RawJson::from_serialize(&("a",)).expect("json"),
+    );
+    batch.notify(
+        "Test",
+        "echo",
+        RawJson::from_serialize(&("n",)).expect("json"),
+    );
+    batch.call("Test", "fail", RawJson::empty_array());
+    let results = bounded(client.batch(batch)).await.expect("batch");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].outcome.as_ref().expect("echo").as_str(), "\"a\"");
+    assert_eq!(
+        results[1].outcome.as_ref().expect_err("fail").message,
+        "boom"
+    );
+    bounded(client.notify("Test", "echo", ("n",)))
+        .await
+        .expect("notify");
+    let reply = bounded(client.call_reply("Test", "warn", (1,)))
+        .await
+        .expect("warn");
+    assert_eq!(reply.warnings.len(), 1);
+}
+
+#[tokio::test]
+async fn encrypted_pipeline_completes_out_of_order() {
+    let server = TestServer::encrypted().await;
+    let client = server.client().await;
+    let start = Instant::now();
+    let (a, b, c) = bounded(async {
+        futures::join!(
+            client.call::<_, u64>("Test", "sleep", (500,)),
+            client.call::<_, u64>("Test", "sleep", (100,)),
+            client.call::<_, u64>("Test", "sleep", (300,)),
+        )
+    })
+    .await;
+    assert_eq!(
+        (a.expect("a"), b.expect("b"), c.expect("c")),
+        (500, 100, 300)
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn both_sides_learn_the_peer_identity() {
+    let server = TestServer::encrypted().await;
+    let identity = Arc::new(IdentitySecret::generate());
+    let config = ClientConfig::encrypted(Encryption::new(Arc::clone(&identity)));
+    let client = bounded(Client::connect(server.addr, config))
+        .await
+        .expect("connect");
+    let server_key = server.identity.as_ref().expect("encrypted").public_key();
+    assert_eq!(client.peer_identity(), Some(&server_key));
+    let seen: Option<String> = bounded(client.call("Who", "identity", ()))
+        .await
+        .expect("who");
+    assert_eq!(seen, Some(identity.public_key().to_base64()));
+}
+
+#[tokio::test]
+async fn plain_connections_show_no_identity() {
+    let server = TestServer::plain().await;
+    let client = server.client().await;
+    let seen: Option<String> = bounded(client.call("Who", "identity", ()))
+        .await
+        .expect("who");
+    assert_eq!(seen, None);
+    assert!(client.peer_identity().is_none());
+}
+
+#[tokio::test]
+async fn server_admits_only_authorized_clients() {
+    let allowed = Arc::new(IdentitySecret::generate());
+    let server = TestServer::encrypted_with(
+        AuthorizedKeys::only([allowed.public_key()]),
+        Limits::default(),
+    )
+    .await;
+    let ok = ClientConfig::encrypted(Encryption::new(Arc::clone(&allowed)));
+    let client = bounded(Client::connect(server.addr, ok))
+        .await
+        .expect("authorized client connects");
+    let x: i64 = bounded(client.call("Test", "add", (1, 2)))
+        .await
+        .expect("call");
+    assert_eq!(x, 3);
+
+    // The rejected client completes its own side of the handshake (the
+    // server's frame is valid), then sees the connection close.
+    let stranger = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    let outcome = match bounded(Client::connect(server.addr, stranger)).await {
+        Err(e) => Err(CallError::Connection(Arc::new(e))),
+        Ok(client) => bounded(client.call::<_, i64>("Test", "add", (1, 2))).await,
+    };
+    let err = outcome.expect_err("an unauthorized client gets nothing");
+    assert!(matches!(err, CallError::Connection(_)), "{err}");
+    // ... and the server keeps serving others.
+    let again = bounded(Client::connect(
+        server.addr,
+        ClientConfig::encrypted(Encryption::new(allowed)),
+    ))
+    .await;
+    assert!(again.is_ok());
+}
+
+#[tokio::test]
+async fn client_pinning_rejects_a_different_server_key() {
+    let server = TestServer::encrypted().await;
+    let pinned = IdentitySecret::generate().public_key();
+    let config = ClientConfig::encrypted(
+        Encryption::new(Arc::new(IdentitySecret::generate()))
+            .authorized(AuthorizedKeys::only([pinned])),
+    );
+    let err = bounded(Client::connect(server.addr, config))
+        .await
+        .expect_err("pin mismatch");
+    let actual = server.identity.as_ref().expect("encrypted").public_key();
+    assert!(
+        matches!(&err, Error::NotAuthorized(key) if *key == actual),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn plain_client_against_encrypted_server_fails_fast() {
+    let server = TestServer::encrypted().await;
+    let client = bounded(Client::connect(server.addr, ClientConfig::plain()))
+        .await
+        .expect("TCP connects");
+    let err = bounded(client.call::<_, Value>("Test", "echo", (1,)))
+        .await
+        .expect_err("fails");
+    assert!(matches!(err, CallError::Connection(_)), "{err}");
+}
+
+#[tokio::test]
+async fn encrypted_client_against_plain_server_fails_fast() {
+    let server = TestServer::plain().await;
+    let config = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    let err = bounded(Client::connect(server.addr, config))
+        .await
+        .expect_err("no handshake");
+    assert!(
+        matches!(err, Error::Handshake(HandshakeFailure::Closed)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn handshake_times_out_against_a_silent_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let _silent = tokio::spawn(async move {
+        let (_socket, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let config = ClientConfig::encrypted(
+        Encryption::new(Arc::new(IdentitySecret::generate()))
+            .handshake_timeout(Duration::from_millis(300)),
+    );
+    let start = Instant::now();
+    let err = bounded(Client::connect(addr, config))
+        .await
+        .expect_err("times out");
+    assert!(
+        matches!(err, Error::Handshake(HandshakeFailure::Timeout)),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn many_encrypted_clients_pipeline_concurrently() {
+    let server = TestServer::encrypted().await;
+    let mut tasks = Vec::new();
+    for c in 0..20 {
+        let client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let calls = (0..20).map(|i| {
+                let client = client.clone();
+                async move {
+                    let sum: i64 = client.call("Test", "add", (c, i)).await.expect("add");
+                    assert_eq!(sum, c + i);
+                }
+            });
+            futures::future::join_all(calls).await;
+        }));
+    }
+    for task in tasks {
+        bounded(task).await.expect("client task");
+    }
+}
+
+#[tokio::test]
+async fn large_payloads_cross_encrypted_connections_intact() {
+    let server = TestServer::encrypted().await;
+    let client = server.client().await;
+    let big = "x".repeat(1 << 20);
+    let echoed: String = bounded(client.call("Test", "echo", (&big,)))
+        .await
+        .expect("1 MiB echo");
+    assert_eq!(echoed.len(), big.len());
+    assert!(echoed == big);
+}
+
+#[tokio::test]
+async fn encrypted_graceful_shutdown_answers_calls_in_flight() {
+    let mut server = TestServer::encrypted().await;
+    let client = server.client().await;
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.call::<_, u64>("Test", "sleep", (200,)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.shutdown().await;
+    assert_eq!(bounded(slow).await.expect("task").expect("answered"), 200);
+}

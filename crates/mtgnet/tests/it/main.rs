@@ -1,0 +1,7 @@
+//! Integration tests of `mtgnet` over real loopback sockets, as one binary.
+
+mod adversarial;
+mod blocking;
+mod calls;
+mod encrypted;
+mod util;

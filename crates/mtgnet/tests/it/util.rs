@@ -1,0 +1,128 @@
+//! A server on 127.0.0.1:0 for one test, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mtgnet::{
+    AuthorizedKeys, Client, ClientConfig, Encryption, IdentitySecret, Limits, Registry, Server,
+    ServerConfig, Service,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Every wait in these tests is bounded by this.
+pub(crate) const BOUND: Duration = Duration::from_secs(10);
+
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) identity: Option<Arc<IdentitySecret>>,
+    stop: Option<oneshot::Sender<()>>,
+    pub(crate) task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub(crate) async fn plain() -> TestServer {
+        TestServer::start(ServerConfig::plain(), None, registry()).await
+    }
+
+    pub(crate) async fn encrypted() -> TestServer {
+        TestServer::encrypted_with(AuthorizedKeys::any(), Limits::default()).await
+    }
+
+    pub(crate) async fn encrypted_with(authorized: AuthorizedKeys, limits: Limits) -> TestServer {
+        let identity = Arc::new(IdentitySecret::generate());
+        let encryption = Encryption::new(Arc::clone(&identity))
+            .authorized(authorized)
+            .handshake_timeout(Duration::from_secs(2));
+        let config = ServerConfig::encrypted(encryption).limits(limits);
+        TestServer::start(config, Some(identity), registry()).await
+    }
+
+    pub(crate) async fn start(
+        config: ServerConfig,
+        identity: Option<Arc<IdentitySecret>>,
+        registry: Registry,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        let server = Server::new(registry, config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        TestServer {
+            addr,
+            identity,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client configured to match this server (encrypted or not).
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        match &self.identity {
+            None => ClientConfig::plain(),
+            Some(identity) => ClientConfig::encrypted(
+                Encryption::new(Arc::new(IdentitySecret::generate()))
+                    .authorized(AuthorizedKeys::only([identity.public_key()])),
+            ),
+        }
+    }
+
+    pub(crate) async fn client(&self) -> Client {
+        bounded(Client::connect(self.addr, self.client_config()))
+            .await
+            .expect("client connects")
+    }
+
+    /// Signals shutdown and waits for `serve` to return.
+    pub(crate) async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            bounded(task)
+                .await
+                .expect("serve task")
+                .expect("serve returns Ok");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The services every test server hosts: `Test`, plus `Who` (peer identity).
+pub(crate) fn registry() -> Registry {
+    Registry::new().with(mtgnet::demo::test_service()).with(
+        Service::new("Who").method_with_context(
+            "identity",
+            "The caller's identity key, base64, or null on a plain connection.",
+            |ctx: mtgnet::Context, (): ()| async move {
+                Ok(ctx
+                    .peer()
+                    .identity
+                    .map(|key| mtgnet::PublicKey::from_bytes(&key).to_base64()))
+            },
+        ),
+    )
+}
+
+/// Awaits `future`, failing the test if it takes longer than [`BOUND`].
+pub(crate) async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .expect("finished within the bound")
+}
