@@ -74,3 +74,8 @@ pub use mtgnet_proto as proto;
 
 /// The sans-IO encryption extension (keys, handshake, sealing).
 pub use mtgnet_encryption as encryption;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

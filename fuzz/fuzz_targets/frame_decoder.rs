@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mtgnet_proto::fuzzing::frame_decoder(data));
