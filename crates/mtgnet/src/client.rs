@@ -389,7 +389,7 @@ async fn drive<R, W>(
     };
     let reason = tokio::select! {
         reason = read => reason,
-        written = transport::write_messages(wr, queue, sink) => match written {
+        written = transport::write_messages(wr, queue, sink, None) => match written {
             Ok(()) => Error::Closed,
             Err(e) => Error::Io(e),
         },

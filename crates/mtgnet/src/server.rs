@@ -166,14 +166,18 @@ impl Server {
         let (rd, wr) = tokio::io::split(io);
         let mut reader = MessageReader::new(rd, buf, limits.max_frame, session.clone());
         let (responses, queue) = mpsc::channel(limits.max_in_flight);
-        let writer = tokio::spawn(transport::write_messages(
+        let mut writer = tokio::spawn(transport::write_messages(
             wr,
             queue,
             FrameSink::new(session),
+            Some(limits.idle_timeout),
         ));
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
         let mut requests = JoinSet::new();
 
+        // Set when the writer stops early (the peer stopped reading or the
+        // socket failed): then there is nobody left to answer.
+        let mut written = None;
         let outcome = loop {
             // Back-pressure: no reading while max_in_flight requests run.
             let permit = tokio::select! {
@@ -190,6 +194,10 @@ impl Server {
                 }
                 // Keep the set small while waiting for the next request.
                 Some(_) = requests.join_next(), if !idle => continue,
+                result = &mut writer => {
+                    written = Some(result);
+                    break Err(Error::Closed);
+                }
             };
             let payload = match next {
                 Ok(Some(payload)) => payload,
@@ -211,7 +219,7 @@ impl Server {
             });
         };
 
-        if outcome.is_ok() {
+        if outcome.is_ok() && written.is_none() {
             // Clean close or shutdown: finish what was read, answer it.
             let drain = async { while requests.join_next().await.is_some() {} };
             if tokio::time::timeout(limits.shutdown_grace, drain)
@@ -226,10 +234,14 @@ impl Server {
         }
         requests.shutdown().await;
         drop(responses);
-        match writer.await {
+        let written = match written {
+            Some(result) => result,
+            None => writer.await,
+        };
+        match written {
             Ok(Ok(())) => outcome,
-            Ok(Err(e)) => outcome.and(Err(e.into())),
-            Err(e) => outcome.and(Err(std::io::Error::other(e).into())),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(std::io::Error::other(e).into()),
         }
     }
 

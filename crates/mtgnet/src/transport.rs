@@ -5,6 +5,7 @@
 //! from one frame to the next.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use mtgnet_encryption::{Handshake, SEAL_OVERHEAD, Session};
@@ -124,7 +125,8 @@ pub(crate) struct FrameSink {
 impl FrameSink {
     pub(crate) fn new(session: Option<Arc<Session>>) -> FrameSink {
         FrameSink {
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            // Grows on first use: idle connections cost no write buffer.
+            buf: BytesMut::new(),
             session,
         }
     }
@@ -160,10 +162,15 @@ impl FrameSink {
 /// Writes every message from `messages` until all senders are gone, then
 /// shuts the write side down. Messages queued while a write is under way
 /// go out together in the next write (one syscall for many frames).
+///
+/// A write that makes no progress for `stall_limit` (a peer that stopped
+/// reading) fails with `TimedOut`, so such a peer cannot pin the
+/// connection's resources forever.
 pub(crate) async fn write_messages<W: AsyncWrite + Unpin>(
     mut io: W,
     mut messages: mpsc::Receiver<Vec<u8>>,
     mut sink: FrameSink,
+    stall_limit: Option<Duration>,
 ) -> std::io::Result<()> {
     while let Some(message) = messages.recv().await {
         sink.push(&message);
@@ -173,7 +180,14 @@ pub(crate) async fn write_messages<W: AsyncWrite + Unpin>(
                 Err(_) => break,
             }
         }
-        sink.flush_to(&mut io).await?;
+        match stall_limit {
+            None => sink.flush_to(&mut io).await?,
+            Some(limit) => tokio::time::timeout(limit, sink.flush_to(&mut io))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")
+                })??,
+        }
     }
     io.shutdown().await
 }

@@ -323,3 +323,36 @@ async fn connections_that_never_handshake_are_closed_after_the_timeout() {
     );
     still_serves(&server).await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected_after_the_stall_limit() {
+    let server = plain_server().await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let big = "x".repeat(1 << 20);
+    let request = format!(r#"[{{"service":"Test","method":"echo","args":["{big}"],"id":1}}]"#);
+    let framed = frame(request.as_bytes());
+    // Keep sending without reading until the server stops taking requests.
+    let start = Instant::now();
+    for _ in 0..64 {
+        if tokio::time::timeout(Duration::from_secs(1), stream.write_all(&framed))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    still_serves(&server).await;
+    // Now drain: the server must have given up on this connection.
+    let mut sink = vec![0u8; 1 << 16];
+    loop {
+        match bounded(stream.read(&mut sink)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "took {:?}",
+        start.elapsed()
+    );
+}
