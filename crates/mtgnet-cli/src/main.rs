@@ -1,1 +1,100 @@
-fn main() {}
+//! The `mtgnet` command: generate keys, run a server, make a call, or watch
+//! a demo of what MTGNet does.
+//!
+//! Exit codes: 0 on success, 1 when the server answered a call with an
+//! error condition, 2 for anything else (bad usage, connection, handshake
+//! or protocol failure, IO). Errors are printed on stderr as one line.
+#![forbid(unsafe_code)]
+
+mod args;
+mod call;
+mod demo;
+mod keys;
+mod serve;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use mtgnet::CallError;
+
+use crate::args::{Cli, Command};
+
+/// Exit code for a call the server answered with an error condition.
+const EXIT_REMOTE: u8 = 1;
+/// Exit code for every other failure, usage errors included.
+const EXIT_FAILURE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` come here too, and succeed.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let outcome = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Call(args) => call::run(args),
+        Command::Keygen(args) => keys::keygen(&args),
+        Command::Pubkey(args) => keys::pubkey(&args),
+        Command::Demo(args) => demo::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints `e` on stderr as one line and picks the exit code for it.
+fn report(e: &anyhow::Error) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    if let Some(condition) = e.downcast_ref::<CallError>().and_then(CallError::remote) {
+        let _ = writeln!(
+            stderr,
+            "error {}: {}",
+            condition.code_text(),
+            one_line(&condition.message)
+        );
+        return ExitCode::from(EXIT_REMOTE);
+    }
+    if is_broken_pipe(e) {
+        // The reader went away (`mtgnet keygen | head -1`): nothing to say.
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let _ = writeln!(stderr, "error: {}", one_line(&format!("{e:#}")));
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Joins the lines of a message so that every error stays on one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Logs to stderr at `default_level`, or as `RUST_LOG` says.
+pub(crate) fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

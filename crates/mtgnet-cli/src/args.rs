@@ -1,0 +1,176 @@
+//! The raw command line, as clap parses it. Nothing here touches files or
+//! the network: each command validates its arguments into a config of its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mtgnet::PublicKey;
+
+/// MTGNet v1: JSON-over-netstring RPC with optional end-to-end encryption.
+#[derive(Debug, Parser)]
+#[command(name = "mtgnet", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Runs a server hosting `System` and the `Test` service.
+    Serve(ServeArgs),
+    /// Calls one method on a server and prints its result as JSON.
+    Call(CallArgs),
+    /// Generates an identity secret.
+    Keygen(KeygenArgs),
+    /// Prints the public key of an identity secret.
+    Pubkey(PubkeyArgs),
+    /// Runs a server and a client in one process and shows what MTGNet does.
+    Demo(DemoArgs),
+}
+
+/// `mtgnet serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the first output line names it).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7707")]
+    pub(crate) listen: String,
+    /// Serves unencrypted connections.
+    #[arg(long, conflicts_with_all = ["secret_file", "authorized_keys", "handshake_timeout"])]
+    pub(crate) plain: bool,
+    /// File holding the server's base64 identity secret (else $MTGNET_SECRET, else a throwaway identity).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// File of client public keys allowed to connect, one per line (default: any key).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) authorized_keys: Option<PathBuf>,
+    /// Seconds a client may take to complete the handshake.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) handshake_timeout: Duration,
+    /// Largest request frame, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16_777_216)]
+    pub(crate) max_frame: usize,
+    /// Connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// Requests of one connection handled at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub(crate) max_in_flight: usize,
+    /// Calls in one request.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_batch: usize,
+    /// Seconds an idle connection stays open.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = seconds)]
+    pub(crate) idle_timeout: Duration,
+    /// Seconds calls in progress may take to finish on shutdown.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// `mtgnet call`.
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    /// Server address, HOST:PORT.
+    #[arg(value_name = "ADDR")]
+    pub(crate) addr: String,
+    /// Service name, e.g. `Test`.
+    #[arg(value_name = "SERVICE")]
+    pub(crate) service: String,
+    /// Method name, e.g. `echo`.
+    #[arg(value_name = "METHOD")]
+    pub(crate) method: String,
+    /// Arguments, each one JSON value; text that is not JSON is sent as a string.
+    #[arg(value_name = "ARG", allow_negative_numbers = true)]
+    pub(crate) args: Vec<String>,
+    /// Talks to a plain (unencrypted) server.
+    #[arg(long, conflicts_with_all = ["secret_file", "server_key"])]
+    pub(crate) plain: bool,
+    /// Seconds allowed for connecting, the handshake and the call.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub(crate) timeout: Duration,
+    /// File holding the client's base64 identity secret (else $MTGNET_SECRET, else a throwaway identity).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// Accepts only a server with this base64 public key (repeatable).
+    #[arg(long, value_name = "B64")]
+    pub(crate) server_key: Vec<PublicKey>,
+}
+
+/// `mtgnet keygen`.
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Writes the secret to FILE (mode 0600) and prints only the public key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Overwrites FILE if it exists.
+    #[arg(long, requires = "out")]
+    pub(crate) force: bool,
+}
+
+/// `mtgnet pubkey`.
+#[derive(Debug, Args)]
+pub(crate) struct PubkeyArgs {
+    /// File holding the base64 secret (default: read it from stdin).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// `mtgnet demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Runs the demo without encryption.
+    #[arg(long)]
+    pub(crate) plain: bool,
+}
+
+/// Parses a non-negative number of seconds, fractions allowed (`0.5`).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{text:?} is not a non-negative, finite number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_accepts_fractions_and_rejects_negatives() {
+        assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(seconds("3"), Ok(Duration::from_secs(3)));
+        assert!(seconds("-1").is_err());
+        assert!(seconds("soon").is_err());
+        assert!(seconds("inf").is_err());
+    }
+
+    #[test]
+    fn call_takes_negative_numbers_and_flags_after_them() {
+        let cli = Cli::try_parse_from([
+            "mtgnet",
+            "call",
+            "127.0.0.1:1",
+            "Test",
+            "add",
+            "-5",
+            "3",
+            "--plain",
+        ])
+        .expect("parses");
+        let Command::Call(call) = cli.command else {
+            panic!("not a call: {cli:?}");
+        };
+        assert_eq!(call.args, ["-5", "3"]);
+        assert!(call.plain);
+    }
+}

@@ -1,0 +1,126 @@
+//! `mtgnet serve`: a server hosting `System` and the `Test` service until
+//! SIGINT or SIGTERM.
+
+use std::io::Write;
+
+use anyhow::Context;
+use mtgnet::{Encryption, Limits, Registry, Server, ServerConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::args::ServeArgs;
+use crate::keys::{self, IdentitySource};
+
+/// `serve`'s arguments, validated: files read, keys decoded.
+#[derive(Debug)]
+pub(crate) struct ServeSettings {
+    /// Where to listen.
+    pub(crate) listen: String,
+    /// Encryption and limits.
+    pub(crate) config: ServerConfig,
+    /// Where the identity came from, when encrypted.
+    pub(crate) identity_source: Option<IdentitySource>,
+}
+
+impl TryFrom<ServeArgs> for ServeSettings {
+    type Error = anyhow::Error;
+
+    fn try_from(args: ServeArgs) -> anyhow::Result<ServeSettings> {
+        let limits = Limits::default()
+            .max_frame(args.max_frame)
+            .max_connections(args.max_connections)
+            .max_in_flight(args.max_in_flight)
+            .max_batch(args.max_batch)
+            .idle_timeout(args.idle_timeout)
+            .shutdown_grace(args.shutdown_grace);
+        let (config, identity_source) = if args.plain {
+            (ServerConfig::plain(), None)
+        } else {
+            let (identity, source) = keys::load_identity(args.secret_file.as_deref())?;
+            let mut encryption =
+                Encryption::new(identity).handshake_timeout(args.handshake_timeout);
+            if let Some(path) = &args.authorized_keys {
+                encryption = encryption.authorized(keys::read_authorized_keys(path)?);
+            }
+            (ServerConfig::encrypted(encryption), Some(source))
+        };
+        Ok(ServeSettings {
+            listen: args.listen,
+            config: config.limits(limits),
+            identity_source,
+        })
+    }
+}
+
+/// Runs `mtgnet serve` to completion.
+///
+/// # Errors
+///
+/// The arguments are invalid, the address cannot be bound, or the server fails.
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = ServeSettings::try_from(args)?;
+    crate::init_tracing("info");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    // Installed before the address is announced, so that a signal sent as
+    // soon as a supervisor reads it already means "shut down gracefully".
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening {address}")?;
+        if let Some(encryption) = settings.config.encryption() {
+            writeln!(stdout, "public-key {}", encryption.public_key())?;
+        }
+        stdout.flush()?;
+    }
+    match (&settings.identity_source, settings.config.encryption()) {
+        (Some(IdentitySource::Throwaway), Some(encryption)) => tracing::warn!(
+            public_key = %encryption.public_key(),
+            "using a throwaway identity (no --secret-file or ${}): clients cannot pin it across restarts",
+            keys::SECRET_ENV
+        ),
+        (Some(source), Some(encryption)) => tracing::info!(
+            public_key = %encryption.public_key(),
+            ?source,
+            "encrypted"
+        ),
+        _ => tracing::warn!("plain: connections are not encrypted or authenticated"),
+    }
+    if let Some(encryption) = settings.config.encryption() {
+        if encryption.authorized_keys().is_any() {
+            tracing::info!("any client key is accepted (no --authorized-keys)");
+        } else {
+            tracing::info!(
+                keys = encryption.authorized_keys().keys().len(),
+                "only authorized client keys are accepted"
+            );
+        }
+    }
+    let registry = Registry::new().with(mtgnet::demo::test_service());
+    let server = Server::new(registry, settings.config);
+    tracing::info!(%address, "listening");
+    let shutdown = async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    };
+    server
+        .serve(listener, shutdown)
+        .await
+        .context("the server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! `mtgnet serve`: startup lines, identities, shutdown.
+
+use std::time::Duration;
+
+use crate::util::{Server, keygen_into, run};
+
+#[test]
+fn serve_with_a_secret_file_announces_its_public_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen_into(dir.path(), "server.secret");
+    let server = Server::start(&["--secret-file", &secret]);
+    assert_eq!(server.key(), public);
+    assert!(server.addr.starts_with("127.0.0.1:"));
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_0() {
+    let mut server = Server::encrypted();
+    let status = server
+        .terminate(Duration::from_secs(5))
+        .expect("exits promptly");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn plain_server_prints_no_public_key_and_stops_on_sigterm() {
+    let mut server = Server::plain();
+    assert!(server.public_key.is_none());
+    let out = run(&["call", "--plain", &server.addr, "Test", "echo", "1"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let status = server
+        .terminate(Duration::from_secs(5))
+        .expect("exits promptly");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn serve_bad_usage_exits_2() {
+    let out = run(&["serve", "--plain", "--secret-file", "x"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--secret-file",
+        "/nonexistent/secret",
+    ]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: cannot read secret file"),
+        "{out:?}"
+    );
+    let out = run(&["serve", "--listen", "not an address"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("error: cannot listen on not an address"),
+        "{out:?}"
+    );
+    let out = run(&["serve", "--max-connections", "many"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
+
+#[test]
+fn serve_rejects_an_invalid_authorized_keys_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().join("authorized_keys");
+    std::fs::write(&keys, "# ok\nnot-a-key\n").expect("write");
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--authorized-keys",
+        keys.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("error: invalid authorized keys file"),
+        "{out:?}"
+    );
+}
