@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mtgnet` binary: real processes on `127.0.0.1:0`.
 
 mod call;
+mod demo;
 
 mod keys;
 mod serve;
