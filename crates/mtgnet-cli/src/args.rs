@@ -81,7 +81,9 @@ pub(crate) struct CallArgs {
     /// Method name, e.g. `echo`.
     #[arg(value_name = "METHOD")]
     pub(crate) method: String,
-    /// Arguments, each one JSON value; text that is not JSON is sent as a string.
+    /// Arguments, each one JSON value; text that is not JSON is sent as a
+    /// string. Negative numbers work as they are; put `--` before other
+    /// arguments that start with `-`.
     #[arg(value_name = "ARG", allow_negative_numbers = true)]
     pub(crate) args: Vec<String>,
     /// Talks to a plain (unencrypted) server.

@@ -303,3 +303,34 @@ fn help_and_version_exit_0() {
     let out = run(&["--version"]);
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "mtgnet 0.1.0\n"));
 }
+
+#[test]
+fn client_identity_from_the_environment_is_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen_into(dir.path(), "client.secret");
+    let keys = dir.path().join("authorized_keys");
+    std::fs::write(&keys, format!("{public}\n")).expect("write keys");
+    let server = Server::start(&["--authorized-keys", keys.to_str().expect("UTF-8")]);
+    let secret = std::fs::read_to_string(secret).expect("read secret");
+    let out = crate::util::run_with(
+        crate::util::mtgnet()
+            .args(["call", &server.addr, "Test", "echo", "env"])
+            .env("MTGNET_SECRET", secret.trim_end()),
+        None,
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "\"env\"\n", "")
+    );
+}
+
+#[test]
+fn arguments_after_a_double_dash_may_start_with_a_dash() {
+    let server = Server::plain();
+    let out = run(&["call", "--plain", &server.addr, "Test", "echo", "--", "-x"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "\"-x\"\n"),
+        "{out:?}"
+    );
+}

@@ -80,3 +80,40 @@ fn serve_rejects_an_invalid_authorized_keys_file() {
         "{out:?}"
     );
 }
+
+#[test]
+fn handshake_timeout_closes_a_silent_client() {
+    use std::io::Read;
+    let server = Server::start(&["--handshake-timeout", "0.3"]);
+    let mut stream = std::net::TcpStream::connect(&server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    // The server's handshake frame (netstring+, hex length 0x80 = 128) arrives, then the connection closes.
+    let read = stream.read_to_end(&mut received);
+    assert!(read.is_ok(), "closed, not timed out: {read:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(received.starts_with(b"80:"), "{received:?}");
+}
+
+#[test]
+fn max_frame_limit_applies_to_requests() {
+    let server = Server::start(&["--plain", "--max-frame", "64"]);
+    let small = run(&["call", "--plain", &server.addr, "Test", "echo", "x"]);
+    assert_eq!(small.code, Some(0), "{small:?}");
+    let long = "y".repeat(200);
+    let out = run(&[
+        "call",
+        "--plain",
+        "--timeout",
+        "5",
+        &server.addr,
+        "Test",
+        "echo",
+        &long,
+    ]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+}
