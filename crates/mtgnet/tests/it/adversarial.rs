@@ -274,7 +274,8 @@ async fn encrypted_server_rejects_a_bad_signature() {
 async fn encrypted_server_closes_on_tampered_short_or_plain_frames() {
     let server = encrypted_server().await;
     let request = br#"[{"service":"Test","method":"echo","args":[1],"id":1}]"#;
-    let attacks: [fn(&Session, &[u8]) -> Vec<u8>; 4] = [
+    type Attack = fn(&Session, &[u8]) -> Vec<u8>;
+    let attacks: [Attack; 4] = [
         |s, m| {
             let mut sealed = s.seal(m);
             let last = sealed.len() - 1;
