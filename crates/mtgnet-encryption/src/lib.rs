@@ -85,6 +85,8 @@ mod session;
 mod sodium;
 
 #[doc(hidden)]
+pub mod bench;
+#[doc(hidden)]
 pub mod fuzzing;
 
 pub use authorized::AuthorizedKeys;

@@ -1,5 +1,6 @@
 //! Integration tests of mtgnet-encryption: vectors byte for byte, secrets, properties.
 
+mod bench;
 mod frames;
 mod handshake;
 mod keys;

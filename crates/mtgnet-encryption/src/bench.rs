@@ -1,0 +1,194 @@
+//! Baselines for benchmarks; not part of the API.
+//!
+//! Thin safe wrappers over the raw libsodium calls behind a sealed frame,
+//! so a benchmark can put the project's [`Session`] next to libsodium on
+//! the same buffer (the ratio is the framing overhead), and
+//! [`crypto_throughput`], which does that comparison without criterion for
+//! `mtgnet bench --crypto`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use crate::{MAC_SIZE, NONCE_SIZE, PublicKey, Session, sodium};
+
+/// `crypto_box_easy_afternm`: writes MAC (16) || ciphertext of `message` into `out`.
+///
+/// # Panics
+///
+/// Panics unless `out.len() == message.len() + 16`.
+pub fn raw_seal(out: &mut [u8], message: &[u8], nonce: &[u8; NONCE_SIZE], key: &[u8; 32]) {
+    sodium::box_easy_afternm(out, message, nonce, key);
+}
+
+/// In-place `crypto_box_open_easy_afternm` of `buf` = MAC (16) || ciphertext;
+/// on success the plaintext is `buf[..buf.len() - 16]`.
+///
+/// Returns `false` if `buf` is shorter than the MAC or does not authenticate.
+#[must_use]
+pub fn raw_open_in_place(buf: &mut [u8], nonce: &[u8; NONCE_SIZE], key: &[u8; 32]) -> bool {
+    sodium::box_open_easy_afternm_in_place(buf, nonce, key)
+}
+
+/// A fresh random nonce (`randombytes_buf`), as every seal needs one.
+pub fn random_nonce() -> [u8; NONCE_SIZE] {
+    let mut nonce = [0u8; NONCE_SIZE];
+    sodium::random_bytes(&mut nonce);
+    nonce
+}
+
+/// Throughput of sealing and opening frames of one plaintext size, through
+/// [`Session`] and through the raw libsodium calls, in MB/s (1 MB = 10^6
+/// bytes of plaintext).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CryptoThroughput {
+    /// Plaintext bytes per frame.
+    pub size: usize,
+    /// [`Session::seal_into`]: fresh nonce, `nonce || MAC || ciphertext`.
+    pub seal_mb_s: f64,
+    /// `randombytes_buf` (nonce) + `crypto_box_easy_afternm`.
+    pub raw_seal_mb_s: f64,
+    /// [`Session::open_in_place`] of `nonce || MAC || ciphertext`.
+    pub open_mb_s: f64,
+    /// In-place `crypto_box_open_easy_afternm` of the same bytes.
+    pub raw_open_mb_s: f64,
+}
+
+impl CryptoThroughput {
+    /// `seal_mb_s / raw_seal_mb_s`: 1.0 means no framing overhead.
+    pub fn seal_ratio(&self) -> f64 {
+        self.seal_mb_s / self.raw_seal_mb_s
+    }
+
+    /// `open_mb_s / raw_open_mb_s`.
+    pub fn open_ratio(&self) -> f64 {
+        self.open_mb_s / self.raw_open_mb_s
+    }
+}
+
+/// Rounds of the four measurements, interleaved; the best round of each counts.
+const ROUNDS: u32 = 9;
+/// The fixed key of the measurement (ordinary memory for the raw calls,
+/// protected memory inside the session).
+const KEY: [u8; 32] = [0x42; 32];
+
+/// Measures sealing and opening `size`-byte frames with [`Session`] and with
+/// the raw libsodium calls in the same run, taking roughly `budget` in all.
+///
+/// After a warm-up, the four measurements (session seal, raw seal, session
+/// open, raw open) run in [`ROUNDS`] interleaved rounds, alternating which
+/// of each pair goes first, each round long enough (many frames for small
+/// sizes) for the clock to be precise; the best round of each is reported,
+/// which is the least disturbed by other processes. Opening works on
+/// pre-sealed copies refilled between timed batches, so copying is not
+/// timed; session and raw open the very same sealed bytes.
+///
+/// # Panics
+///
+/// Panics if a frame fails to open (it cannot, barring a libsodium bug).
+pub fn crypto_throughput(size: usize, budget: Duration) -> CryptoThroughput {
+    let session = Session::from_key_bytes(&KEY, PublicKey::from_bytes(&[0; 32]));
+    let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let sealed_len = Session::sealed_len(size);
+    let mut out = vec![0u8; sealed_len];
+    let template = session.seal(&message);
+    // Enough copies to open that one timed batch is well above the clock's
+    // resolution even for 64-byte frames (about 1 MiB of payloads).
+    let copies = ((1 << 20) / sealed_len).clamp(1, 4096);
+    let mut batch: Vec<Vec<u8>> = vec![template.clone(); copies];
+
+    let mut seal_session = |iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            session.seal_into(black_box(&message), black_box(&mut out));
+        }
+        start.elapsed()
+    };
+    let mut raw_out = vec![0u8; sealed_len];
+    let mut seal_raw = |iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let nonce = random_nonce();
+            raw_seal(
+                &mut raw_out[NONCE_SIZE..],
+                black_box(&message),
+                &nonce,
+                &KEY,
+            );
+            black_box(&mut raw_out);
+        }
+        start.elapsed()
+    };
+    // `iters` frames opened, in batches of `copies`; only the opening is timed.
+    let mut open = |iters: u64, raw: bool| {
+        let mut elapsed = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(copies, |l| l.min(copies));
+            for buf in &mut batch[..n] {
+                buf.copy_from_slice(&template);
+            }
+            let start = Instant::now();
+            for buf in &mut batch[..n] {
+                let ok = if raw {
+                    let (nonce, boxed) = buf.split_at_mut(NONCE_SIZE);
+                    let nonce: &[u8; NONCE_SIZE] = (&*nonce).try_into().expect("24 bytes");
+                    raw_open_in_place(black_box(boxed), nonce, &KEY)
+                } else {
+                    session.open_in_place(black_box(buf)).is_ok()
+                };
+                assert!(ok, "a sealed frame failed to open");
+            }
+            elapsed += start.elapsed();
+            left -= n as u64;
+        }
+        elapsed
+    };
+
+    // Warm-up and calibration: time per frame of the slowest of the four.
+    let warm_up = budget / 10;
+    let calibrate = |run: &mut dyn FnMut(u64) -> Duration| {
+        let mut iters = 1u64;
+        loop {
+            let took = run(iters);
+            if took >= warm_up / 4 || iters >= 1 << 30 {
+                return took.as_secs_f64() / iters as f64;
+            }
+            iters *= 2;
+        }
+    };
+    let per_frame = [
+        calibrate(&mut seal_session),
+        calibrate(&mut seal_raw),
+        calibrate(&mut |n| open(n, false)),
+        calibrate(&mut |n| open(n, true)),
+    ]
+    .into_iter()
+    .fold(f64::MIN_POSITIVE, f64::max);
+    let slice = budget.saturating_sub(warm_up).as_secs_f64() / f64::from(ROUNDS * 4);
+    let iters = ((slice / per_frame) as u64).max(1);
+
+    let mut best = [Duration::MAX; 4];
+    for round in 0..ROUNDS {
+        let mut record = |i: usize, took: Duration| best[i] = best[i].min(took);
+        if round % 2 == 0 {
+            record(0, seal_session(iters));
+            record(1, seal_raw(iters));
+            record(2, open(iters, false));
+            record(3, open(iters, true));
+        } else {
+            record(1, seal_raw(iters));
+            record(0, seal_session(iters));
+            record(3, open(iters, true));
+            record(2, open(iters, false));
+        }
+    }
+    let mb_s = |took: Duration| size as f64 * iters as f64 / took.as_secs_f64().max(1e-9) / 1e6;
+    debug_assert_eq!(template.len(), NONCE_SIZE + MAC_SIZE + size);
+    CryptoThroughput {
+        size,
+        seal_mb_s: mb_s(best[0]),
+        raw_seal_mb_s: mb_s(best[1]),
+        open_mb_s: mb_s(best[2]),
+        raw_open_mb_s: mb_s(best[3]),
+    }
+}
