@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::HandshakeError;
-use crate::sodium::{self, SecretBytes};
+use crate::sodium::{self, Protection, SecretBytes};
 
 /// Size of an X25519 key and of a session key.
 const KEY_SIZE: usize = 32;
@@ -110,7 +110,7 @@ impl EphemeralKeypair {
         self,
         peer_public: &[u8; KEY_SIZE],
     ) -> Result<SessionKey, HandshakeError> {
-        let key = SecretBytes::try_new_with(|key| {
+        let key = SecretBytes::try_with_protection(Protection::ReadOnly, |key| {
             self.secret.expose_secret(|secret| {
                 if sodium::box_beforenm(key, peer_public, secret) {
                     Ok(())
@@ -126,6 +126,17 @@ impl EphemeralKeypair {
 /// The 32-byte key both parties derive in the handshake
 /// (`crypto_box_beforenm`), in protected memory, wiped on drop.
 ///
+/// Unlike the other secrets, the session key is kept read-only
+/// ([`Protection::ReadOnly`]) for its whole lifetime rather than
+/// inaccessible between uses: it is the one secret used for every frame,
+/// and toggling the page protection per frame (two `mprotect` syscalls,
+/// TLB shootdowns on a multi-threaded process, and a lock) would cost more
+/// than the encryption itself. It still lives between guard pages, locked
+/// against swapping, is never writable after the key exchange, never
+/// cloned, and wiped and freed on drop. The cost is that a stray read
+/// elsewhere in the process that reaches its page can see the key while the
+/// session lives.
+///
 /// ```
 /// use mtgnet_encryption::SessionKey;
 ///
@@ -139,10 +150,21 @@ impl SessionKey {
     /// A fixed key, for test vectors and fuzzing.
     #[doc(hidden)]
     pub fn from_bytes(key: &[u8; KEY_SIZE]) -> SessionKey {
-        SessionKey(SecretBytes::new_with(|bytes| bytes.copy_from_slice(key)))
+        SessionKey(SecretBytes::with_protection(
+            Protection::ReadOnly,
+            |bytes| bytes.copy_from_slice(key),
+        ))
     }
 
-    /// Runs `f` with the raw 32-byte key. Don't copy it out of the closure.
+    /// The address of the key's region, for tests of its page protection.
+    #[doc(hidden)]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+
+    /// Runs `f` with the raw 32-byte key: a plain borrow, no syscall. Don't
+    /// copy it out of the closure.
+    #[inline]
     pub fn expose_secret<R>(&self, f: impl FnOnce(&[u8; KEY_SIZE]) -> R) -> R {
         self.0.expose_secret(f)
     }

@@ -162,6 +162,13 @@ impl IdentitySecret {
     pub fn expose_secret<R>(&self, f: impl FnOnce(&[u8; SECRET_SIZE]) -> R) -> R {
         self.secret.expose_secret(f)
     }
+
+    /// The address of the secret's region, for tests that check reading it
+    /// outside `expose_secret` faults.
+    #[doc(hidden)]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.secret.as_ptr()
+    }
 }
 
 impl FromStr for IdentitySecret {

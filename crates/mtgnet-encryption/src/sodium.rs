@@ -230,13 +230,53 @@ pub(crate) fn box_open_easy_afternm_in_place(
     rc == 0
 }
 
+/// How a [`SecretBytes`] region is protected while no `expose_secret` call runs.
+///
+/// Both modes keep the region in `sodium_malloc` memory between guard
+/// pages, locked against swapping, wiped and freed on drop, and writable
+/// only while it is filled or wiped. They differ in what an out-of-bounds
+/// or stray *read* of the region sees between uses, and in what a use costs.
+///
+/// ```
+/// use mtgnet_encryption::{Protection, SecretBytes};
+///
+/// let identity = SecretBytes::<32>::new_with(|b| b.fill(1));
+/// assert_eq!(identity.protection(), Protection::NoAccess);
+/// let session_key = SecretBytes::<32>::with_protection(Protection::ReadOnly, |b| b.fill(2));
+/// assert_eq!(session_key.expose_secret(|b| b[0]), 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// `PROT_NONE` except while [`SecretBytes::expose_secret`] runs: a read
+    /// of the region at any other time faults. Each use costs two
+    /// `mprotect` syscalls (each with a TLB shootdown in a multi-threaded
+    /// process) and a mutex, a few microseconds: right for long-lived,
+    /// rarely used secrets such as an identity or an ephemeral key, which
+    /// are exposed a handful of times per connection.
+    NoAccess,
+    /// `PROT_READ` for the whole lifetime: `expose_secret` is a plain borrow
+    /// with no syscall, and writes still fault. Right for a secret used on
+    /// every message, such as the session key: toggling the protection per
+    /// frame would cost several times the encryption of a small frame.
+    /// The price is that a stray read elsewhere in the process (say, a
+    /// use-after-free or wild pointer that lands on this page) can see the
+    /// secret while it lives; the guard pages still stop linear over-reads
+    /// from neighbouring allocations, and the region is still locked
+    /// against swapping, left out of core dumps where the OS allows, never
+    /// cloned, and wiped on drop.
+    ReadOnly,
+}
+
 /// `N` bytes of secret memory from `sodium_malloc`.
 ///
 /// The region sits between guard pages, is locked against swapping
-/// (`mlock`) where the OS allows, and is kept `PROT_NONE` except while
-/// [`expose_secret`](Self::expose_secret) runs. Dropping it wipes the bytes
-/// and frees the pages (`sodium_free`). It cannot be cloned, and its `Debug`
-/// output is `SecretBytes([REDACTED])`.
+/// (`mlock`) where the OS allows, and is read-only or inaccessible outside
+/// [`expose_secret`](Self::expose_secret) according to its [`Protection`]
+/// ([`NoAccess`](Protection::NoAccess) unless constructed with
+/// [`with_protection`](Self::with_protection)); it is never writable except
+/// while being filled or wiped. Dropping it wipes the bytes and frees the
+/// pages (`sodium_free`). It cannot be cloned, and its `Debug` output is
+/// `SecretBytes([REDACTED])`.
 ///
 /// ```
 /// use mtgnet_encryption::SecretBytes;
@@ -247,11 +287,14 @@ pub(crate) fn box_open_easy_afternm_in_place(
 /// ```
 pub struct SecretBytes<const N: usize> {
     ptr: NonNull<u8>,
-    /// How many `expose_secret` calls are running, on any thread. The region
-    /// is readable while this is non-zero and `PROT_NONE` otherwise; the
-    /// count and the protection change together under this lock, so one
-    /// caller finishing never revokes access from another still reading
-    /// (concurrent use through `Arc<Session>`, or a nested call).
+    /// The protection between uses, fixed at construction.
+    protection: Protection,
+    /// For [`Protection::NoAccess`]: how many `expose_secret` calls are
+    /// running, on any thread. The region is readable while this is
+    /// non-zero and `PROT_NONE` otherwise; the count and the protection
+    /// change together under this lock, so one caller finishing never
+    /// revokes access from another still reading (concurrent use through
+    /// `Arc<Session>`, or a nested call). Unused for `ReadOnly`.
     readers: Mutex<usize>,
 }
 
@@ -260,12 +303,15 @@ pub struct SecretBytes<const N: usize> {
 unsafe impl<const N: usize> Send for SecretBytes<N> {}
 // SAFETY: through `&self` the bytes are only ever read (`expose_secret`
 // hands out `&[u8; N]`), and the only shared mutable state, the protection
-// flag, changes under the `readers` mutex. Writing requires `&mut self`.
+// of a `NoAccess` region, changes under the `readers` mutex. A `ReadOnly`
+// region's protection never changes through `&self`. Writing requires
+// `&mut self`.
 unsafe impl<const N: usize> Sync for SecretBytes<N> {}
 
 impl<const N: usize> SecretBytes<N> {
-    /// Allocates the region and lets `fill` write the secret straight into it,
-    /// so it never passes through an ordinary (unlocked, unwiped) buffer.
+    /// Allocates a [`NoAccess`](Protection::NoAccess) region and lets `fill`
+    /// write the secret straight into it, so it never passes through an
+    /// ordinary (unlocked, unwiped) buffer.
     ///
     /// # Panics
     ///
@@ -273,13 +319,7 @@ impl<const N: usize> SecretBytes<N> {
     /// an ordinary allocation failure, or if `fill` panics (the region is
     /// then wiped and freed).
     pub fn new_with(fill: impl FnOnce(&mut [u8; N])) -> Self {
-        match Self::try_new_with(|bytes| {
-            fill(bytes);
-            Ok::<(), std::convert::Infallible>(())
-        }) {
-            Ok(secret) => secret,
-            Err(never) => match never {},
-        }
+        Self::with_protection(Protection::NoAccess, fill)
     }
 
     /// Like [`new_with`](Self::new_with), for a `fill` that can fail; on
@@ -293,6 +333,39 @@ impl<const N: usize> SecretBytes<N> {
     ///
     /// Panics if `sodium_malloc` fails.
     pub fn try_new_with<E>(fill: impl FnOnce(&mut [u8; N]) -> Result<(), E>) -> Result<Self, E> {
+        Self::try_with_protection(Protection::NoAccess, fill)
+    }
+
+    /// Like [`new_with`](Self::new_with), with the given protection between uses.
+    ///
+    /// # Panics
+    ///
+    /// As [`new_with`](Self::new_with), and if the OS refuses the protection
+    /// change (`mprotect`).
+    pub fn with_protection(protection: Protection, fill: impl FnOnce(&mut [u8; N])) -> Self {
+        match Self::try_with_protection(protection, |bytes| {
+            fill(bytes);
+            Ok::<(), std::convert::Infallible>(())
+        }) {
+            Ok(secret) => secret,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`try_new_with`](Self::try_new_with), with the given protection
+    /// between uses.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `fill` returns.
+    ///
+    /// # Panics
+    ///
+    /// As [`with_protection`](Self::with_protection).
+    pub fn try_with_protection<E>(
+        protection: Protection,
+        fill: impl FnOnce(&mut [u8; N]) -> Result<(), E>,
+    ) -> Result<Self, E> {
         init();
         // SAFETY: `sodium_malloc` may be called with any size; the result is
         // checked for NULL below.
@@ -303,6 +376,7 @@ impl<const N: usize> SecretBytes<N> {
         // From here on `Drop` frees the region, including on early return.
         let secret = SecretBytes {
             ptr,
+            protection,
             readers: Mutex::new(0),
         };
         // SAFETY: a fresh sodium_malloc region is readable and writable, at
@@ -313,53 +387,83 @@ impl<const N: usize> SecretBytes<N> {
         // sodium_malloc fills new memory with 0xdb; start from zero instead.
         wipe(bytes);
         fill(bytes)?;
-        secret.protect_noaccess();
+        secret.protect_idle();
         Ok(secret)
     }
 
-    /// Runs `f` with read access to the bytes, and revokes it afterwards.
+    /// The protection of the region between uses.
+    pub fn protection(&self) -> Protection {
+        self.protection
+    }
+
+    /// Runs `f` with read access to the bytes.
     ///
-    /// The region is readable only while at least one `expose_secret` call
-    /// is running (calls may nest and run on several threads at once).
+    /// For a [`NoAccess`](Protection::NoAccess) region, access is granted
+    /// for the call and revoked afterwards; the region is readable only
+    /// while at least one `expose_secret` call is running (calls may nest
+    /// and run on several threads at once). For a
+    /// [`ReadOnly`](Protection::ReadOnly) region this is a plain borrow.
     /// Don't copy the bytes out of the closure into ordinary memory.
     ///
     /// # Panics
     ///
     /// Panics if the OS refuses to change the page protection (`mprotect`),
     /// since reading the region would then crash the process.
+    #[inline]
     pub fn expose_secret<R>(&self, f: impl FnOnce(&[u8; N]) -> R) -> R {
-        let _guard = ReadGuard::new(self);
-        // SAFETY: while `_guard` lives the region is readable (mprotect
-        // succeeded or we panicked), it is N bytes with alignment 1, and
-        // nothing writes it, since writes need `&mut self`.
+        let _guard = match self.protection {
+            Protection::ReadOnly => None,
+            Protection::NoAccess => Some(ReadGuard::new(self)),
+        };
+        // SAFETY: the region is readable: a `ReadOnly` region is `PROT_READ`
+        // from construction to drop (only `&mut self` methods change that,
+        // and they restore it before returning), and a `NoAccess` one is
+        // readable while `_guard` lives (mprotect succeeded or we panicked).
+        // It is N bytes with alignment 1, and nothing writes it, since
+        // writes need `&mut self`.
         let bytes = unsafe { &*self.ptr.as_ptr().cast::<[u8; N]>() };
         f(bytes)
     }
 
     /// Overwrites the bytes with zeros (`sodium_memzero`), leaving the region
-    /// inaccessible again. `Drop` does this before `sodium_free`, whose own
-    /// wipe makes the region's final contents unobservable: calling this
-    /// directly lets a test see that the wipe really zeroes the memory.
+    /// with its protection again. `Drop` does this before `sodium_free`,
+    /// whose own wipe makes the region's final contents unobservable:
+    /// calling this directly lets a test see that the wipe really zeroes the
+    /// memory.
     #[doc(hidden)]
     pub fn wipe(&mut self) {
+        self.zero();
+        self.protect_idle();
+    }
+
+    /// The address of the region, for tests that check the guard really
+    /// faults: reading a `NoAccess` region outside `expose_secret`, or
+    /// writing any region, kills the process.
+    #[doc(hidden)]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr().cast_const()
+    }
+
+    /// Makes the region writable and zeroes it.
+    fn zero(&mut self) {
         self.protect_readwrite();
         // SAFETY: the region is now readable and writable, N bytes long, and
         // `&mut self` makes this the only reference to it.
         wipe(unsafe { &mut *self.ptr.as_ptr().cast::<[u8; N]>() });
-        self.protect_noaccess();
-    }
-
-    /// The address of the region, for tests that check the guard really
-    /// faults outside `expose_secret` (reading it there kills the process).
-    #[doc(hidden)]
-    pub fn as_ptr(&self) -> *const u8 {
-        self.ptr.as_ptr().cast_const()
     }
 
     fn lock_readers(&self) -> MutexGuard<'_, usize> {
         // The lock is never held while user code runs, so poisoning can only
         // come from a failed mprotect assertion; the count is still right.
         self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies the protection between uses.
+    fn protect_idle(&self) {
+        match self.protection {
+            Protection::NoAccess => self.protect_noaccess(),
+            Protection::ReadOnly => self.protect_readonly(),
+        }
     }
 
     fn protect_readonly(&self) {
@@ -388,7 +492,7 @@ impl<const N: usize> SecretBytes<N> {
 
 impl<const N: usize> Drop for SecretBytes<N> {
     fn drop(&mut self) {
-        self.wipe();
+        self.zero();
         // SAFETY: `ptr` came from sodium_malloc and is freed exactly once,
         // here; sodium_free makes the region writable, wipes it, unlocks and
         // unmaps it, whatever its current protection.

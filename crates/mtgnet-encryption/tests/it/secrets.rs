@@ -1,13 +1,14 @@
 //! Secrets stay out of Debug output, live in locked memory that faults when
-//! touched outside `expose_secret`, and are wiped; authorized-keys files.
+//! written, and (identity and ephemeral secrets) when read outside
+//! `expose_secret`, and are wiped; authorized-keys files.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mtgnet_encryption::{
-    AuthorizedKeys, EphemeralSecret, Handshake, IdentitySecret, KeyError, PublicKey, SecretBytes,
-    Session, SessionKey,
+    AuthorizedKeys, EphemeralKeypair, EphemeralSecret, Handshake, IdentitySecret, KeyError,
+    Protection, PublicKey, SecretBytes, Session, SessionKey,
 };
 
 /// Asserts `debug` shows none of `secret`, in hex (either case) or base64.
@@ -76,10 +77,29 @@ fn wipe_zeroes_the_secret_memory() {
     // Drop runs this same wipe and then sodium_free, which unmaps the pages:
     // reading them after drop would fault, so the wipe is observed here,
     // through the allocation itself, between the two steps.
-    let mut secret = SecretBytes::<64>::new_with(|bytes| bytes.fill(0xa5));
-    assert!(secret.expose_secret(|bytes| bytes.iter().all(|&b| b == 0xa5)));
-    secret.wipe();
-    secret.expose_secret(|bytes| assert_eq!(bytes, &[0u8; 64], "wipe left bytes behind"));
+    for protection in [Protection::NoAccess, Protection::ReadOnly] {
+        let mut secret = SecretBytes::<64>::with_protection(protection, |bytes| bytes.fill(0xa5));
+        assert_eq!(secret.protection(), protection);
+        assert!(secret.expose_secret(|bytes| bytes.iter().all(|&b| b == 0xa5)));
+        secret.wipe();
+        secret.expose_secret(|bytes| {
+            assert_eq!(bytes, &[0u8; 64], "{protection:?}: wipe left bytes behind");
+        });
+    }
+}
+
+#[test]
+fn secrets_default_to_noaccess() {
+    assert_eq!(
+        SecretBytes::<8>::new_with(|_| ()).protection(),
+        Protection::NoAccess
+    );
+    assert_eq!(
+        SecretBytes::<8>::try_new_with(|_| Ok::<_, ()>(()))
+            .expect("fill succeeds")
+            .protection(),
+        Protection::NoAccess
+    );
 }
 
 #[test]
@@ -127,46 +147,93 @@ fn secret_types_are_send_and_sync() {
     assert_send_sync::<Handshake>();
 }
 
-/// Set in the child process that must crash.
+/// Set in the child processes that must crash.
 const CHILD_ENV: &str = "MTGNET_ENCRYPTION_NOACCESS_CHILD";
+
+/// Runs one test of this binary in a child process; its stdout and the
+/// signal that killed it, if any.
+#[cfg(unix)]
+fn run_child(test: &str) -> (String, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("spawn test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (stdout, output.status.signal())
+}
+
+/// SIGSEGV on Linux; some systems raise SIGBUS (7 or 10) for a protected page.
+fn is_fault(signal: Option<i32>) -> bool {
+    matches!(signal, Some(11) | Some(10) | Some(7))
+}
 
 #[test]
 fn noaccess_child_reads_guarded_memory() {
     if std::env::var_os(CHILD_ENV).is_none() {
-        return; // only meaningful inside `reading_secret_outside_expose_faults`
+        return; // only meaningful inside `reading_identity_secret_outside_expose_faults`
     }
-    let secret = SecretBytes::<32>::new_with(|bytes| bytes.fill(1));
+    let identity = IdentitySecret::from_seed(&[1; 32]);
+    // Using the secret leaves it inaccessible again afterwards.
+    assert_eq!(identity.sign(b"x").len(), 65);
     // SAFETY: deliberately not safe: the page is PROT_NONE, so this read must
     // kill the process with SIGSEGV, which the parent test checks.
-    let byte = unsafe { std::ptr::read_volatile(secret.as_ptr()) };
+    let byte = unsafe { std::ptr::read_volatile(identity.as_ptr()) };
     println!("read {byte} from protected memory: protection is not working");
 }
 
 #[cfg(unix)]
 #[test]
-fn reading_secret_outside_expose_faults() {
-    use std::os::unix::process::ExitStatusExt;
-    let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
-        .args([
-            "secrets::noaccess_child_reads_guarded_memory",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .expect("spawn test binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+fn reading_identity_secret_outside_expose_faults() {
+    let (stdout, signal) = run_child("secrets::noaccess_child_reads_guarded_memory");
     assert!(
         !stdout.contains("protection is not working"),
         "child read protected memory:\n{stdout}"
     );
-    // SIGSEGV on Linux; some systems raise SIGBUS for a PROT_NONE page.
-    let signal = output.status.signal();
     assert!(
-        matches!(signal, Some(11) | Some(10) | Some(7)),
-        "child was not killed by a fault: {:?}\n{stdout}",
-        output.status
+        is_fault(signal),
+        "child was not killed by a fault: {signal:?}\n{stdout}"
+    );
+}
+
+#[test]
+fn readonly_child_writes_session_key() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return; // only meaningful inside `writing_session_key_faults`
+    }
+    // A session key as the handshake makes it.
+    let alice = EphemeralKeypair::generate();
+    let bob = EphemeralKeypair::generate();
+    let bob_public = *bob.public_key();
+    let key = alice.into_session_key(&bob_public).expect("key exchange");
+    let first = key.expose_secret(|k| k[0]);
+    // SAFETY: the region is PROT_READ for the key's lifetime: reading it
+    // directly is allowed (that is the documented trade-off).
+    let read = unsafe { std::ptr::read_volatile(key.as_ptr()) };
+    assert_eq!(read, first);
+    println!("session key readable");
+    // SAFETY: deliberately not safe: the page is read-only, so this write
+    // must kill the process with SIGSEGV, which the parent test checks.
+    unsafe { std::ptr::write_volatile(key.as_ptr().cast_mut(), read ^ 0xff) };
+    println!("wrote to the session key: protection is not working");
+}
+
+#[cfg(unix)]
+#[test]
+fn writing_session_key_faults() {
+    let (stdout, signal) = run_child("secrets::readonly_child_writes_session_key");
+    assert!(
+        stdout.contains("session key readable"),
+        "child did not get to the write:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("protection is not working"),
+        "child wrote to the session key:\n{stdout}"
+    );
+    assert!(
+        is_fault(signal),
+        "child was not killed by a fault: {signal:?}\n{stdout}"
     );
 }
 
@@ -197,6 +264,19 @@ fn memlock_limit() -> Option<u64> {
 #[cfg(target_os = "linux")]
 #[test]
 fn secret_memory_is_locked_against_swapping() {
+    assert_regions_locked("identity-style secrets", || {
+        Box::new(SecretBytes::<64>::new_with(|b| b.fill(3)))
+    });
+    // The session key is read-only rather than inaccessible, but just as locked.
+    assert_regions_locked("session keys", || {
+        Box::new(SessionKey::from_bytes(&[4; 32]))
+    });
+}
+
+/// Allocates many secrets with `make` and checks `VmLck` grows by about a
+/// page each, and shrinks back when they are dropped.
+#[cfg(target_os = "linux")]
+fn assert_regions_locked(what: &str, make: impl Fn() -> Box<dyn std::any::Any>) {
     const COUNT: u64 = 256;
     // Each sodium_malloc region locks at least one 4 KiB page.
     let needed_kib = COUNT * 4;
@@ -205,20 +285,18 @@ fn secret_memory_is_locked_against_swapping() {
         return;
     }
     let before = locked_kib();
-    let secrets: Vec<_> = (0..COUNT)
-        .map(|_| SecretBytes::<64>::new_with(|b| b.fill(3)))
-        .collect();
+    let secrets: Vec<_> = (0..COUNT).map(|_| make()).collect();
     let during = locked_kib();
     drop(secrets);
     let after = locked_kib();
     // Other tests allocate and free secrets concurrently; allow them half.
     assert!(
         during >= before + needed_kib / 2,
-        "VmLck {before} -> {during} kB for {COUNT} secrets"
+        "{what}: VmLck {before} -> {during} kB for {COUNT} secrets"
     );
     assert!(
         after + needed_kib / 2 <= during,
-        "VmLck {during} -> {after} kB after freeing"
+        "{what}: VmLck {during} -> {after} kB after freeing"
     );
 }
 
