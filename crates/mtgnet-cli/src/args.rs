@@ -29,6 +29,8 @@ pub(crate) enum Command {
     Pubkey(PubkeyArgs),
     /// Runs a server and a client in one process and shows what MTGNet does.
     Demo(DemoArgs),
+    /// Measures calls/s, latency, handshakes/s, or the crypto throughput.
+    Bench(BenchArgs),
 }
 
 /// `mtgnet serve`.
@@ -125,6 +127,62 @@ pub(crate) struct DemoArgs {
     /// Runs the demo without encryption.
     #[arg(long)]
     pub(crate) plain: bool,
+}
+
+/// `mtgnet bench`.
+///
+/// Without `--addr`, benchmarks a server started in this process on
+/// loopback (encrypted unless `--plain`, the client pinned to its key).
+/// Every call is `Test.echo` of a `--payload`-byte string, and every answer
+/// is checked: a wrong one counts as an error.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Server to load, HOST:PORT (default: a server in this process on loopback).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) addr: Option<String>,
+    /// Plain (unencrypted) connections.
+    #[arg(long, conflicts_with_all = ["secret_file", "server_key"])]
+    pub(crate) plain: bool,
+    /// File holding the client's base64 identity secret (else $MTGNET_SECRET, else a throwaway identity).
+    #[arg(long, value_name = "FILE", requires = "addr")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// Accepts only a server with this base64 public key (repeatable).
+    #[arg(long, value_name = "B64", requires = "addr")]
+    pub(crate) server_key: Vec<PublicKey>,
+    /// Connections (with --handshakes: workers, each opening one connection after another).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) connections: usize,
+    /// Calls in flight per connection (pipelined).
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 64,
+        conflicts_with = "handshakes"
+    )]
+    pub(crate) in_flight: usize,
+    /// Bytes of the string each call echoes.
+    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    pub(crate) payload: usize,
+    /// Seconds to run (with --crypto: in all, split over the frame sizes).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    pub(crate) duration: Duration,
+    /// Seconds allowed for connecting and the handshake, and for each call.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) timeout: Duration,
+    /// Measures new connections per second: connect, handshake (unless
+    /// --plain), one echo call, close. MB/s then counts the echoed payload.
+    #[arg(long)]
+    pub(crate) handshakes: bool,
+    /// Measures sealing and opening frames (64 B to 1 MiB) through the
+    /// session code and through raw libsodium; no network.
+    #[arg(long, conflicts_with_all = [
+        "addr", "plain", "secret_file", "server_key", "connections", "in_flight",
+        "payload", "timeout", "handshakes",
+    ])]
+    pub(crate) crypto: bool,
+    /// Prints the result as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Parses a non-negative number of seconds, fractions allowed (`0.5`).

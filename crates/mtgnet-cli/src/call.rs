@@ -144,7 +144,7 @@ async fn call(settings: &CallSettings) -> anyhow::Result<mtgnet::Reply> {
     let encrypted = settings.config.encryption().is_some();
     let client = Client::connect(settings.addr.as_str(), settings.config.clone())
         .await
-        .map_err(|e| connect_error(&settings.addr, &e, settings))?;
+        .map_err(|e| connect_error(&settings.addr, &e, &settings.config))?;
     client
         .call_reply(&settings.service, &settings.method, &settings.args)
         .await
@@ -165,9 +165,8 @@ async fn call(settings: &CallSettings) -> anyhow::Result<mtgnet::Reply> {
 }
 
 /// Explains a failure to connect or to complete the handshake.
-fn connect_error(addr: &str, e: &Error, settings: &CallSettings) -> anyhow::Error {
-    let pinned = settings
-        .config
+pub(crate) fn connect_error(addr: &str, e: &Error, config: &ClientConfig) -> anyhow::Error {
+    let pinned = config
         .encryption()
         .is_some_and(|enc| !enc.authorized_keys().is_any());
     match e {

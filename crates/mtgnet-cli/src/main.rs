@@ -1,5 +1,5 @@
-//! The `mtgnet` command: generate keys, run a server, make a call, or watch
-//! a demo of what MTGNet does.
+//! The `mtgnet` command: generate keys, run a server, make a call, watch
+//! a demo of what MTGNet does, or benchmark it.
 //!
 //! Exit codes: 0 on success, 1 when the server answered a call with an
 //! error condition, 2 for anything else (bad usage, connection, handshake
@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod bench;
 mod call;
 mod demo;
+mod histogram;
 mod keys;
 mod serve;
 
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keys::keygen(&args),
         Command::Pubkey(args) => keys::pubkey(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `mtgnet` binary: real processes on `127.0.0.1:0`.
 
+mod bench;
 mod call;
 mod demo;
 

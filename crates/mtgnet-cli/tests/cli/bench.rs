@@ -1,0 +1,239 @@
+//! `mtgnet bench`: load runs in-process and against `mtgnet serve`, and `--crypto`.
+
+use serde_json::Value;
+
+use crate::util::{Output, Server, run};
+
+/// Every key of a load run's JSON object.
+const KEYS: [&str; 13] = [
+    "mode",
+    "kind",
+    "connections",
+    "in_flight",
+    "payload",
+    "completed",
+    "errors",
+    "seconds",
+    "per_sec",
+    "mb_per_sec",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+];
+
+/// The one JSON object on stdout, checked to hold exactly [`KEYS`].
+fn report(out: &Output) -> serde_json::Map<String, Value> {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
+    let value: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON value");
+    let Value::Object(object) = value else {
+        panic!("not an object: {}", out.stdout);
+    };
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    let mut expected = KEYS.to_vec();
+    keys.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "{}", out.stdout);
+    object
+}
+
+fn number(object: &serde_json::Map<String, Value>, key: &str) -> f64 {
+    object[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number: {object:?}"))
+}
+
+/// Calls were made, none failed, and the numbers make sense.
+fn assert_healthy(object: &serde_json::Map<String, Value>) {
+    assert!(number(object, "completed") > 0.0, "{object:?}");
+    assert_eq!(object["errors"], 0, "{object:?}");
+    for key in [
+        "seconds",
+        "per_sec",
+        "mb_per_sec",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+    ] {
+        assert!(number(object, key) > 0.0, "{key}: {object:?}");
+    }
+    assert!(number(object, "p50_us") <= number(object, "p99_us"));
+    assert!(number(object, "p99_us") <= number(object, "p999_us"));
+}
+
+#[test]
+fn encrypted_in_process_calls() {
+    let object = report(&run(&["bench", "--json", "--duration", "0.5"]));
+    assert_healthy(&object);
+    assert_eq!(object["mode"], "encrypted");
+    assert_eq!(object["kind"], "calls");
+    assert_eq!(
+        (
+            &object["connections"],
+            &object["in_flight"],
+            &object["payload"]
+        ),
+        (&Value::from(1), &Value::from(64), &Value::from(100))
+    );
+}
+
+#[test]
+fn plain_in_process_calls_with_options() {
+    let object = report(&run(&[
+        "bench",
+        "--plain",
+        "--connections",
+        "2",
+        "--in-flight",
+        "4",
+        "--payload",
+        "1000",
+        "--json",
+        "--duration",
+        "0.5",
+    ]));
+    assert_healthy(&object);
+    assert_eq!(object["mode"], "plain");
+    assert_eq!(
+        (
+            &object["connections"],
+            &object["in_flight"],
+            &object["payload"]
+        ),
+        (&Value::from(2), &Value::from(4), &Value::from(1000))
+    );
+}
+
+#[test]
+fn handshakes_encrypted_and_plain() {
+    for (flags, mode) in [(&[][..], "encrypted"), (&["--plain"][..], "plain")] {
+        let mut args = vec!["bench", "--handshakes", "--json", "--duration", "0.5"];
+        args.extend_from_slice(flags);
+        let object = report(&run(&args));
+        assert_healthy(&object);
+        assert_eq!(object["kind"], "handshakes");
+        assert_eq!(object["mode"], mode);
+        assert_eq!(object["in_flight"], 1);
+    }
+}
+
+#[test]
+fn against_a_serve_process() {
+    let server = Server::encrypted();
+    let object = report(&run(&[
+        "bench",
+        "--addr",
+        &server.addr,
+        "--server-key",
+        server.key(),
+        "--connections",
+        "2",
+        "--json",
+        "--duration",
+        "0.5",
+    ]));
+    assert_healthy(&object);
+    assert_eq!(object["mode"], "encrypted");
+
+    let server = Server::plain();
+    let object = report(&run(&[
+        "bench",
+        "--addr",
+        &server.addr,
+        "--plain",
+        "--handshakes",
+        "--json",
+        "--duration",
+        "0.5",
+    ]));
+    assert_healthy(&object);
+    assert_eq!(
+        (&object["mode"], &object["kind"]),
+        (&"plain".into(), &"handshakes".into())
+    );
+}
+
+#[test]
+fn readable_summary_without_json() {
+    let out = run(&["bench", "--plain", "--duration", "0.3", "--in-flight", "8"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for part in [
+        "plain",
+        "1 connection × 8 in flight",
+        "100 bytes",
+        "0 errors",
+        "calls/s",
+        "MB/s",
+        "p50",
+        "p99.9",
+    ] {
+        assert!(out.stdout.contains(part), "no {part:?} in {}", out.stdout);
+    }
+}
+
+#[test]
+fn wrong_server_settings_fail_at_once_with_exit_2() {
+    let server = Server::plain();
+    let out = run(&[
+        "bench",
+        "--addr",
+        &server.addr,
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+
+    let encrypted = Server::encrypted();
+    let other_key = Server::encrypted();
+    let out = run(&[
+        "bench",
+        "--addr",
+        &encrypted.addr,
+        "--server-key",
+        other_key.key(),
+        "--duration",
+        "0.5",
+    ]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+    assert!(
+        out.stderr.contains("not one of the --server-key keys"),
+        "{out:?}"
+    );
+
+    let out = run(&["bench", "--connections", "0"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.starts_with("error: --connections"), "{out:?}");
+    let out = run(&["bench", "--crypto", "--plain"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
+
+#[test]
+fn crypto_reports_four_sizes() {
+    let out = run(&["bench", "--crypto", "--json", "--duration", "1"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
+    let value: Value = serde_json::from_str(&out.stdout).expect("one JSON value");
+    let rows = value["crypto"].as_array().expect("a crypto array");
+    let sizes: Vec<u64> = rows
+        .iter()
+        .map(|row| row["size"].as_u64().expect("size"))
+        .collect();
+    assert_eq!(sizes, [64, 1024, 65_536, 1_048_576]);
+    for row in rows {
+        for key in ["seal_mb_s", "raw_seal_mb_s", "open_mb_s", "raw_open_mb_s"] {
+            let rate = row[key].as_f64().unwrap_or_else(|| panic!("{key}: {row}"));
+            assert!(rate > 0.0, "{key}: {row}");
+        }
+    }
+}
+
+#[test]
+fn crypto_table_shows_ratios() {
+    let out = run(&["bench", "--crypto", "--duration", "0.4"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for part in ["ratio", "64 B", "1 KiB", "64 KiB", "1 MiB"] {
+        assert!(out.stdout.contains(part), "no {part:?} in {}", out.stdout);
+    }
+}
