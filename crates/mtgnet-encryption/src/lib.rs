@@ -91,6 +91,7 @@ mod ephemeral;
 mod error;
 mod handshake;
 mod keys;
+mod nonce;
 mod session;
 #[allow(unsafe_code)]
 mod sodium;

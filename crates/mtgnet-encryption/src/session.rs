@@ -3,6 +3,7 @@
 use crate::ephemeral::SessionKey;
 use crate::error::DecryptError;
 use crate::keys::PublicKey;
+use crate::nonce;
 use crate::sodium;
 use crate::{MAC_SIZE, NONCE_SIZE, SEAL_OVERHEAD};
 
@@ -64,9 +65,7 @@ impl Session {
             Session::sealed_len(plaintext.len()),
             "seal_into: output must be exactly 40 bytes longer than the plaintext"
         );
-        let mut nonce = [0u8; NONCE_SIZE];
-        sodium::random_bytes(&mut nonce);
-        self.seal_with_nonce_into(plaintext, &nonce, out);
+        self.seal_with_nonce_into(plaintext, &nonce::random_nonce(), out);
     }
 
     /// Seals `plaintext` into a new `nonce || MAC || ciphertext` payload.

@@ -159,6 +159,16 @@ impl FrameSink {
     }
 }
 
+/// Adds the messages already queued to `sink`, up to [`WRITE_BATCH`] bytes.
+fn gather(messages: &mut mpsc::Receiver<Vec<u8>>, sink: &mut FrameSink) {
+    while sink.len() < WRITE_BATCH {
+        match messages.try_recv() {
+            Ok(message) => sink.push(&message),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Writes every message from `messages` until all senders are gone, then
 /// shuts the write side down. Messages queued while a write is under way
 /// go out together in the next write (one syscall for many frames).
@@ -174,11 +184,12 @@ pub(crate) async fn write_messages<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     while let Some(message) = messages.recv().await {
         sink.push(&message);
-        while sink.len() < WRITE_BATCH {
-            match messages.try_recv() {
-                Ok(message) => sink.push(&message),
-                Err(_) => break,
-            }
+        gather(&mut messages, &mut sink);
+        if sink.len() < WRITE_BATCH {
+            // Under load, the tasks producing the next messages are usually
+            // ready to run: one turn for them first saves a syscall per frame.
+            tokio::task::yield_now().await;
+            gather(&mut messages, &mut sink);
         }
         match stall_limit {
             None => sink.flush_to(&mut io).await?,
