@@ -4,4 +4,5 @@ mod adversarial;
 mod blocking;
 mod calls;
 mod encrypted;
+mod load;
 mod util;

@@ -26,15 +26,30 @@ impl TestServer {
         TestServer::start(ServerConfig::plain(), None, registry()).await
     }
 
+    /// An encrypted server accepting any client, with the default 10 s handshake bound.
     pub(crate) async fn encrypted() -> TestServer {
-        TestServer::encrypted_with(AuthorizedKeys::any(), Limits::default()).await
+        TestServer::encrypted_with_timeout(
+            AuthorizedKeys::any(),
+            Limits::default(),
+            Duration::from_secs(10),
+        )
+        .await
     }
 
+    /// An encrypted server with a short (2 s) handshake bound, for attacks.
     pub(crate) async fn encrypted_with(authorized: AuthorizedKeys, limits: Limits) -> TestServer {
+        TestServer::encrypted_with_timeout(authorized, limits, Duration::from_secs(2)).await
+    }
+
+    async fn encrypted_with_timeout(
+        authorized: AuthorizedKeys,
+        limits: Limits,
+        handshake: Duration,
+    ) -> TestServer {
         let identity = Arc::new(IdentitySecret::generate());
         let encryption = Encryption::new(Arc::clone(&identity))
             .authorized(authorized)
-            .handshake_timeout(Duration::from_secs(2));
+            .handshake_timeout(handshake);
         let config = ServerConfig::encrypted(encryption).limits(limits);
         TestServer::start(config, Some(identity), registry()).await
     }
