@@ -57,8 +57,8 @@ pub(crate) struct ServeArgs {
     /// Connections served at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub(crate) max_connections: usize,
-    /// Requests of one connection handled at once.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    /// Calls of one connection handled at once (back-pressure beyond).
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub(crate) max_in_flight: usize,
     /// Calls in one request.
     #[arg(long, value_name = "N", default_value_t = 1024)]

@@ -13,10 +13,16 @@ fn request(calls: usize, payload: usize) -> Vec<u8> {
     let text = "x".repeat(payload);
     let mut batch = Batch::new();
     for _ in 0..calls {
-        batch.call("Test", "echo", RawJson::from_serialize(&(&text,)).expect("json"));
+        batch.call(
+            "Test",
+            "echo",
+            RawJson::from_serialize(&(&text,)).expect("json"),
+        );
     }
     let mut out = Vec::new();
-    ClientCore::new().encode_request(&batch, &mut out).expect("encodes");
+    ClientCore::new()
+        .encode_request(&batch, &mut out)
+        .expect("encodes");
     out
 }
 
@@ -78,7 +84,11 @@ fn write(c: &mut Criterion) {
 }
 
 fn round_trip(c: &mut Criterion) {
-    let registry = Registry::new().with(Service::new("Test").method("echo", "", |(x,): (RawJson,)| async move { Ok(x) }));
+    let registry = Registry::new().with(Service::new("Test").method(
+        "echo",
+        "",
+        |(x,): (RawJson,)| async move { Ok(x) },
+    ));
     let peer = Arc::new(Peer::default());
     let args = RawJson::from_serialize(&("x".repeat(100),)).expect("json");
     let mut group = c.benchmark_group("core");
@@ -92,7 +102,8 @@ fn round_trip(c: &mut Criterion) {
             request.clear();
             core.encode_request(&batch, &mut request).expect("encodes");
             let calls = wire::parse_request(&request).expect("valid");
-            let response = futures::executor::block_on(registry.respond(calls, Arc::clone(&peer))).expect("answered");
+            let response = futures::executor::block_on(registry.respond(calls, Arc::clone(&peer)))
+                .expect("answered");
             core.handle_response(&response).expect("matches");
             black_box(core.poll_completion().expect("complete"));
         })

@@ -345,3 +345,104 @@ fn builtin_doc(name: &str, system: bool) -> Option<String> {
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, d)| (*d).to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(registry: &Registry, request: &str) -> Vec<CallResult> {
+        let calls = wire::parse_request(request.as_bytes()).expect("valid request");
+        let response =
+            futures::executor::block_on(registry.respond(calls, Arc::new(Peer::default())));
+        wire::parse_response(&response.expect("a response")).expect("valid response")
+    }
+
+    fn panicky() -> Registry {
+        Registry::new().with(
+            Service::new("P")
+                .method("inside", "", |(): ()| async move {
+                    if true {
+                        panic!("inside the future");
+                    }
+                    Ok(())
+                })
+                .method(
+                    "before",
+                    "",
+                    |(): ()| -> std::future::Ready<Result<(), Condition>> {
+                        panic!("before returning a future")
+                    },
+                ),
+        )
+    }
+
+    #[test]
+    fn panicking_handlers_yield_internal_errors_and_siblings_still_answer() {
+        let results = run(
+            &panicky(),
+            r#"[{"service":"P","method":"inside","id":1},{"service":"P","method":"before","id":2},
+                {"service":"System","method":"rpcVersion","id":3}]"#,
+        );
+        assert_eq!(
+            results[0].outcome.as_ref().expect_err("panicked").code,
+            codes::INTERNAL_ERROR
+        );
+        assert_eq!(
+            results[1].outcome.as_ref().expect_err("panicked").code,
+            codes::INTERNAL_ERROR
+        );
+        assert!(results[2].outcome.is_ok());
+    }
+
+    #[test]
+    fn duplicate_service_names_are_refused_case_insensitively() {
+        let mut registry = Registry::new();
+        registry.add(Service::new("Test")).expect("first");
+        assert!(registry.add(Service::new("TEST")).is_err());
+        assert!(registry.add(Service::new("system")).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "built into every service")]
+    fn builtin_method_names_cannot_be_registered() {
+        let _ = Service::new("S").method("Version", "", |(): ()| async move { Ok(()) });
+    }
+
+    #[test]
+    fn builtins_check_their_arguments() {
+        let results = run(
+            &Registry::new(),
+            r#"[{"service":"System","method":"services","args":[1],"id":1},
+                {"service":"System","method":"describeService","args":[],"id":2},
+                {"service":"System","method":"describeService","args":["system"],"id":3}]"#,
+        );
+        assert_eq!(
+            results[0].outcome.as_ref().expect_err("too many").code,
+            codes::INVALID_ARGUMENTS
+        );
+        assert_eq!(
+            results[1].outcome.as_ref().expect_err("too few").code,
+            codes::INVALID_ARGUMENTS
+        );
+        let described: serde_json::Value = results[2]
+            .outcome
+            .as_ref()
+            .expect("described")
+            .deserialize()
+            .expect("json");
+        assert_eq!(described["product"], "mtgnet");
+    }
+
+    #[test]
+    fn per_service_builtins_do_not_offer_system_methods() {
+        let registry = Registry::new().with(Service::new("S"));
+        let results = run(
+            &registry,
+            r#"[{"service":"S","method":"rpcVersion","id":1}]"#,
+        );
+        assert_eq!(
+            results[0].outcome.as_ref().expect_err("not on S").code,
+            codes::UNKNOWN_METHOD
+        );
+    }
+}

@@ -160,9 +160,10 @@ pub struct Limits {
     /// Connections served at once (default 1024). Further connections wait
     /// in the listen backlog until one closes.
     pub max_connections: usize,
-    /// Requests of one connection being handled at once (default 64). When
-    /// reached, the server stops reading that connection until one finishes:
-    /// back-pressure instead of unbounded buffering.
+    /// Calls of one connection being handled at once (default 256). When
+    /// reached, the server stops reading that connection until calls
+    /// finish: back-pressure instead of unbounded buffering. A request with
+    /// more calls than this runs alone, taking every slot.
     pub max_in_flight: usize,
     /// Calls in one request (default 1024). Every call of a larger request
     /// gets a `batch-too-large` error result and none runs.
@@ -180,7 +181,7 @@ impl Default for Limits {
         Limits {
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: 1024,
-            max_in_flight: 64,
+            max_in_flight: 256,
             max_batch: 1024,
             idle_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),

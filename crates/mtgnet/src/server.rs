@@ -172,15 +172,15 @@ impl Server {
             FrameSink::new(session),
             Some(limits.idle_timeout),
         ));
-        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.min(u32::MAX as usize)));
         let mut requests = JoinSet::new();
 
         // Set when the writer stops early (the peer stopped reading or the
         // socket failed): then there is nobody left to answer.
         let mut written = None;
         let outcome = loop {
-            // Back-pressure: no reading while max_in_flight requests run.
-            let permit = tokio::select! {
+            // Back-pressure: no reading while max_in_flight calls run.
+            let mut permit = tokio::select! {
                 permit = Arc::clone(&in_flight).acquire_owned() => permit.map_err(|_| Error::Closed)?,
                 _ = stopping.wait_for(|stop| *stop) => break Ok(()),
             };
@@ -208,6 +208,15 @@ impl Server {
                 Ok(calls) => calls,
                 Err(e) => break Err(e.into()),
             };
+            // One slot per call (the first was taken before reading).
+            let more = calls.len().clamp(1, limits.max_in_flight) - 1;
+            if more > 0 {
+                let extra = tokio::select! {
+                    extra = Arc::clone(&in_flight).acquire_many_owned(u32::try_from(more).unwrap_or(u32::MAX)) => extra.map_err(|_| Error::Closed)?,
+                    _ = stopping.wait_for(|stop| *stop) => break Ok(()),
+                };
+                permit.merge(extra);
+            }
             let work = self.respond(calls, &peer);
             let responses = responses.clone();
             requests.spawn(async move {

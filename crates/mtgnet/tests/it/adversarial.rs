@@ -357,3 +357,37 @@ async fn a_client_that_never_reads_is_disconnected_after_the_stall_limit() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn calls_beyond_max_in_flight_wait_for_a_free_slot() {
+    let limits = short_limits().max_in_flight(1);
+    let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut both = frame(br#"[{"service":"Test","method":"sleep","args":[300],"id":1}]"#);
+    both.extend(frame(
+        br#"[{"service":"Test","method":"sleep","args":[1],"id":2}]"#,
+    ));
+    // A batch larger than the limit runs alone instead of waiting forever.
+    both.extend(frame(
+        br#"[{"service":"Test","method":"echo","args":[3],"id":3},{"service":"Test","method":"echo","args":[4],"id":4}]"#,
+    ));
+    stream.write_all(&both).await.expect("write");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 512];
+    while received.iter().filter(|&&b| b == b'\n').count() < 3 {
+        let n = bounded(stream.read(&mut buf)).await.expect("read");
+        assert!(n > 0, "closed early");
+        received.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(received).expect("UTF-8");
+    let first = text.find(r#""id":1"#).expect("id 1 answered");
+    let second = text.find(r#""id":2"#).expect("id 2 answered");
+    assert!(
+        first < second,
+        "the quick call waited for the slow one's slot: {text}"
+    );
+    assert!(
+        text.contains(r#"{"id":3,"data":3},{"id":4,"data":4}"#),
+        "{text}"
+    );
+}
