@@ -5,4 +5,5 @@ mod blocking;
 mod calls;
 mod encrypted;
 mod load;
+mod secrets;
 mod util;
