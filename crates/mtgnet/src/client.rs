@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::ClientConfig;
 use crate::error::{CallError, Error};
@@ -94,6 +94,10 @@ pub struct Client {
     outgoing: mpsc::Sender<Vec<u8>>,
     config: Arc<ClientConfig>,
     peer_identity: Option<PublicKey>,
+    /// Asks the driver to close the connection now.
+    close: Arc<Notify>,
+    /// Turns `true` once the driver has finished and the socket is closed.
+    finished: watch::Receiver<bool>,
 }
 
 /// Owns the connection of a [`Client`]: reads responses, writes requests.
@@ -166,18 +170,27 @@ impl Client {
         let reader = MessageReader::new(rd, buf, config.frame_limit(), session.clone());
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
         let state = SharedState::default();
-        let future = drive(
+        let close = Arc::new(Notify::new());
+        let (finish, finished) = watch::channel(false);
+        let driver = drive(
             reader,
             wr,
             queue,
             FrameSink::new(session),
             Arc::clone(&state),
+            Arc::clone(&close),
         );
+        let future = async move {
+            driver.await;
+            let _ = finish.send(true);
+        };
         let client = Client {
             state,
             outgoing,
             config: Arc::new(config),
             peer_identity,
+            close,
+            finished,
         };
         Ok((
             client,
@@ -195,6 +208,16 @@ impl Client {
     /// Whether the connection has ended; every call now fails.
     pub fn is_closed(&self) -> bool {
         lock(&self.state).closed.is_some() || self.outgoing.is_closed()
+    }
+
+    /// Closes the connection: calls still waiting fail with
+    /// [`Error::Closed`], and the socket is closed once the driver has
+    /// stopped, which this waits for. Every clone of this client is closed.
+    pub async fn close(&self) {
+        self.close.notify_one();
+        let mut finished = self.finished.clone();
+        // An error means the driver was dropped: the socket is gone as well.
+        let _ = finished.wait_for(|done| *done).await;
     }
 
     /// Calls `service.method(args...)` and reads the result into `R`.
@@ -364,6 +387,7 @@ async fn drive<R, W>(
     queue: mpsc::Receiver<Vec<u8>>,
     sink: FrameSink,
     state: SharedState,
+    close: Arc<Notify>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -389,6 +413,7 @@ async fn drive<R, W>(
     };
     let reason = tokio::select! {
         reason = read => reason,
+        () = close.notified() => Error::Closed,
         written = transport::write_messages(wr, queue, sink, None) => match written {
             Ok(()) => Error::Closed,
             Err(e) => Error::Io(e),

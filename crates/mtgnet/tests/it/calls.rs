@@ -438,3 +438,25 @@ async fn big_integers_are_echoed_exactly() {
         "18446744073709551617"
     );
 }
+
+#[tokio::test]
+async fn close_fails_waiting_calls_and_closes_the_socket() {
+    let server = TestServer::plain().await;
+    let client = server.client().await;
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.call::<_, u64>("Test", "sleep", (2000,)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bounded(client.close()).await;
+    let err = bounded(waiting).await.expect("task").expect_err("closed");
+    assert!(
+        matches!(&err, CallError::Connection(e) if matches!(**e, Error::Closed)),
+        "{err}"
+    );
+    assert!(client.is_closed());
+    let again = bounded(client.call::<_, i64>("Test", "add", (1, 1)))
+        .await
+        .expect_err("closed");
+    assert!(matches!(again, CallError::Connection(_)), "{again}");
+}
