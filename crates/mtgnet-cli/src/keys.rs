@@ -2,12 +2,12 @@
 //! authorized keys for `serve` and `call`.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use mtgnet::{AuthorizedKeys, IdentitySecret};
 
 use crate::args::{KeygenArgs, PubkeyArgs};
@@ -57,9 +57,9 @@ pub(crate) fn load_identity(
 ///
 /// The file cannot be read or does not hold a valid secret.
 pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<IdentitySecret> {
-    let text = fs::read_to_string(path)
+    let file = fs::File::open(path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
-    decode_secret(text).with_context(|| format!("invalid secret in {}", path.display()))
+    IdentitySecret::read_from(file).with_context(|| format!("invalid secret in {}", path.display()))
 }
 
 /// Decodes base64 secret text, wiping the text afterwards.
@@ -148,16 +148,7 @@ fn write_secret_file(path: &Path, secret: &str, force: bool) -> anyhow::Result<(
 pub(crate) fn pubkey(args: &PubkeyArgs) -> anyhow::Result<()> {
     let secret = match &args.secret_file {
         Some(path) => read_secret_file(path)?,
-        None => {
-            let mut text = String::new();
-            io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read the secret from stdin")?;
-            if text.trim().is_empty() {
-                bail!("no secret on stdin (pipe one in, or use --secret-file FILE)");
-            }
-            decode_secret(text).context("invalid secret on stdin")?
-        }
+        None => IdentitySecret::read_from(io::stdin().lock()).context("invalid secret on stdin")?,
     };
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{}", secret.public_key())?;

@@ -34,6 +34,9 @@ pub enum Error {
     /// A sealed frame did not open (peer's or network's bytes); drop the connection.
     #[error(transparent)]
     Decrypt(#[from] DecryptError),
+    /// Reading a secret failed (caller's environment).
+    #[error("cannot read the secret: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Why a secret or public key could not be decoded.

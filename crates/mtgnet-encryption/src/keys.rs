@@ -124,6 +124,59 @@ impl IdentitySecret {
         scratch.expose_secret(|bytes| IdentitySecret::from_bytes(&bytes[..SECRET_SIZE]))
     }
 
+    /// Reads the encoded secret (88 base64 characters, surrounding ASCII
+    /// whitespace allowed) from `reader` straight into protected memory, so
+    /// the secret's text never sits in an ordinary heap buffer. Use it for
+    /// secret files and standard input.
+    ///
+    /// ```
+    /// use mtgnet_encryption::IdentitySecret;
+    ///
+    /// let secret = IdentitySecret::generate();
+    /// let file = format!("{}\n", secret.to_base64().expose_secret());
+    /// let read = IdentitySecret::read_from(file.as_bytes())?;
+    /// assert_eq!(read.public_key(), secret.public_key());
+    /// # Ok::<(), mtgnet_encryption::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) when reading fails,
+    /// [`Error::Key`](crate::Error::Key) when the text is not a valid secret
+    /// (more than 1 KiB of input is reported as a wrong length).
+    pub fn read_from(mut reader: impl std::io::Read) -> Result<IdentitySecret, crate::Error> {
+        const LIMIT: usize = 1024;
+        let mut read_error = None;
+        let mut len = 0;
+        let text = SecretBytes::<LIMIT>::new_with(|buf| {
+            while len < LIMIT {
+                match reader.read(&mut buf[len..]) {
+                    Ok(0) => break,
+                    Ok(n) => len += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
+                }
+            }
+        });
+        if let Some(e) = read_error {
+            return Err(crate::Error::Io(e));
+        }
+        if len == LIMIT {
+            return Err(KeyError::WrongLength {
+                expected: SECRET_SIZE,
+                len: LIMIT,
+            }
+            .into());
+        }
+        text.expose_secret(|bytes| match std::str::from_utf8(&bytes[..len]) {
+            Ok(text) => IdentitySecret::from_base64(text).map_err(crate::Error::Key),
+            Err(_) => Err(KeyError::Base64.into()),
+        })
+    }
+
     /// The 88-character base64 text form, in a string that is wiped on drop.
     pub fn to_base64(&self) -> EncodedSecret {
         let mut text = String::with_capacity(ENCODED_SECRET_LEN);

@@ -235,3 +235,28 @@ fn signatures_open_under_the_signer_only() {
     let empty = a.sign(b"");
     assert_eq!(a.public_key().open_signed(&empty).expect("valid"), b"");
 }
+
+#[test]
+fn read_from_accepts_a_secret_file_and_rejects_oversized_or_bad_input() {
+    let secret = mtgnet_encryption::IdentitySecret::generate();
+    let text = format!("  {}\r\n", secret.to_base64().expose_secret());
+    let read = mtgnet_encryption::IdentitySecret::read_from(text.as_bytes()).expect("valid file");
+    assert_eq!(read.public_key(), secret.public_key());
+    let huge = vec![b'A'; 4096];
+    assert!(matches!(
+        mtgnet_encryption::IdentitySecret::read_from(&huge[..]),
+        Err(mtgnet_encryption::Error::Key(
+            mtgnet_encryption::KeyError::WrongLength { .. }
+        ))
+    ));
+    assert!(matches!(
+        mtgnet_encryption::IdentitySecret::read_from(&b"\xff\xfe"[..]),
+        Err(mtgnet_encryption::Error::Key(_))
+    ));
+    assert!(matches!(
+        mtgnet_encryption::IdentitySecret::read_from(&b""[..]),
+        Err(mtgnet_encryption::Error::Key(
+            mtgnet_encryption::KeyError::WrongLength { len: 0, .. }
+        ))
+    ));
+}
