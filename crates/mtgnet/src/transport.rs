@@ -17,7 +17,7 @@ use crate::config::Encryption;
 use crate::error::{Error, HandshakeFailure};
 
 /// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 
 /// Upper bound on what the writer gathers from queued messages before one write.
 const WRITE_BATCH: usize = 256 * 1024;
