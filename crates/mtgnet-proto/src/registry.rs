@@ -40,6 +40,20 @@ pub struct RpcVersion {
     pub revision: u32,
 }
 
+/// What `describeMethod` answers; the typespecs are always null (the draft
+/// defines no typespec language), written explicitly as the spec shows them.
+#[derive(Serialize)]
+struct MethodDescription {
+    #[serde(rename = "Doc")]
+    doc: String,
+    #[serde(rename = "returnTypespec")]
+    return_typespec: Option<()>,
+    #[serde(rename = "argTypespec")]
+    arg_typespec: Option<()>,
+    #[serde(rename = "conditionCodes")]
+    condition_codes: Option<()>,
+}
+
 const SYSTEM_METHODS: [&str; 3] = ["services", "describeService", "rpcVersion"];
 
 /// Why a service cannot be added to a registry.
@@ -277,7 +291,9 @@ impl Registry {
             }
             "rpcVersion" => {
                 arg(0)?;
-                json!(RPC_VERSION)
+                // Serialized from the struct, in the field order the deployed peers write.
+                return RawJson::from_serialize(&RPC_VERSION)
+                    .map_err(|e| Condition::new(codes::INTERNAL_ERROR, e.to_string()));
             }
             "methods" => {
                 arg(0)?;
@@ -300,7 +316,14 @@ impl Registry {
                         })?
                     }
                 };
-                json!({"Doc": doc, "returnTypespec": null, "argTypespec": null, "conditionCodes": null})
+                let description = MethodDescription {
+                    doc,
+                    return_typespec: None,
+                    arg_typespec: None,
+                    condition_codes: None,
+                };
+                return RawJson::from_serialize(&description)
+                    .map_err(|e| Condition::new(codes::INTERNAL_ERROR, e.to_string()));
             }
             "version" => {
                 arg(0)?;

@@ -460,3 +460,42 @@ async fn close_fails_waiting_calls_and_closes_the_socket() {
         .expect_err("closed");
     assert!(matches!(again, CallError::Connection(_)), "{again}");
 }
+
+#[derive(serde::Deserialize)]
+struct PlainTranscript {
+    client_to_server_hex: String,
+    server_to_client_hex: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Transcript {
+    plain: PlainTranscript,
+}
+
+/// `transcript.json`'s plain exchange, replayed against our server: the
+/// response must match the vector byte for byte.
+#[tokio::test]
+async fn server_answers_the_transcript_request_byte_for_byte() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/vectors/transcript.json"
+    );
+    let transcript: Transcript =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("parses");
+    let request = hex::decode(&transcript.plain.client_to_server_hex).expect("hex");
+    let expected = hex::decode(&transcript.plain.server_to_client_hex).expect("hex");
+    let server = TestServer::plain().await;
+    let mut raw = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    raw.write_all(&request).await.expect("write");
+    let mut received = vec![0u8; expected.len()];
+    bounded(raw.read_exact(&mut received))
+        .await
+        .expect("read the response");
+    assert_eq!(
+        hex::encode(&received),
+        hex::encode(&expected),
+        "expected vs actual response frame"
+    );
+}
