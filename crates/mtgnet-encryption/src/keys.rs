@@ -32,6 +32,9 @@ const ENCODED_SECRET_LEN: usize = 88;
 /// ```
 pub struct IdentitySecret {
     secret: SecretBytes<SECRET_SIZE>,
+    /// Kept outside the protected region: it is public, and reading it
+    /// (once per handshake) must not unprotect the secret.
+    public: PublicKey,
 }
 
 impl IdentitySecret {
@@ -39,7 +42,10 @@ impl IdentitySecret {
     pub fn generate() -> IdentitySecret {
         let mut public = [0u8; PUBLICKEY_SIZE];
         let secret = SecretBytes::new_with(|sk| sodium::sign_keypair(&mut public, sk));
-        IdentitySecret { secret }
+        IdentitySecret {
+            secret,
+            public: PublicKey(public),
+        }
     }
 
     /// The identity derived from a 32-byte seed (`crypto_sign_seed_keypair`).
@@ -54,7 +60,10 @@ impl IdentitySecret {
     pub fn from_seed(seed: &[u8; 32]) -> IdentitySecret {
         let mut public = [0u8; PUBLICKEY_SIZE];
         let secret = SecretBytes::new_with(|sk| sodium::sign_seed_keypair(seed, &mut public, sk));
-        IdentitySecret { secret }
+        IdentitySecret {
+            secret,
+            public: PublicKey(public),
+        }
     }
 
     /// Decodes the 64-byte libsodium form (seed || public key).
@@ -189,11 +198,7 @@ impl IdentitySecret {
 
     /// The public half: the identity others authorize.
     pub fn public_key(&self) -> PublicKey {
-        self.secret.expose_secret(|bytes| {
-            let mut public = [0u8; PUBLICKEY_SIZE];
-            public.copy_from_slice(&bytes[32..]);
-            PublicKey(public)
-        })
+        self.public
     }
 
     /// Signs `message` in libsodium's combined mode (`crypto_sign`): the
