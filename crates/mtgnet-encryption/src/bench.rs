@@ -75,7 +75,7 @@ const KEY: [u8; 32] = [0x42; 32];
 /// the raw libsodium calls in the same run, taking roughly `budget` in all.
 ///
 /// After a warm-up, the four measurements (session seal, raw seal, session
-/// open, raw open) run in [`ROUNDS`] interleaved rounds, alternating which
+/// open, raw open) run in `ROUNDS` (9) interleaved rounds, alternating which
 /// of each pair goes first, each round long enough (many frames for small
 /// sizes) for the clock to be precise; the best round of each is reported,
 /// which is the least disturbed by other processes. Opening works on

@@ -91,10 +91,54 @@ impl Batch {
 }
 
 /// Names one request in flight.
+///
+/// [`ClientCore::encode_request`] hands one out per request; the
+/// [`Completion`] of that request carries it back, and
+/// [`ClientCore::abandon`] takes it to drop the request's answer.
+///
+/// ```
+/// use mtgnet_proto::client::{Batch, ClientCore};
+/// use mtgnet_proto::RawJson;
+///
+/// let mut core = ClientCore::new();
+/// let mut batch = Batch::new();
+/// batch.call("System", "rpcVersion", RawJson::empty_array());
+/// let first = core.encode_request(&batch, &mut Vec::new()).unwrap().unwrap();
+/// let second = core.encode_request(&batch, &mut Vec::new()).unwrap().unwrap();
+/// assert_ne!(first, second);
+///
+/// // The second request's call got id 2: answering it completes `second` only.
+/// core.handle_response(br#"[{"id":2,"data":0}]"#).unwrap();
+/// assert_eq!(core.poll_completion().unwrap().request, second);
+/// assert_eq!(core.in_flight(), 1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestKey(u64);
 
 /// The answer to one request: one result per call, in the batch's call order.
+///
+/// The server may answer a request's calls in any order; the completion
+/// puts them back in the order they were added, so the index
+/// [`Batch::call`] returned finds each call's result.
+///
+/// ```
+/// use mtgnet_proto::client::{Batch, ClientCore};
+/// use mtgnet_proto::RawJson;
+///
+/// let mut core = ClientCore::new();
+/// let mut batch = Batch::new();
+/// let sum = batch.call("Math", "add", RawJson::from_serialize(&(1, 2)).unwrap());
+/// batch.notify("Log", "write", RawJson::from_serialize(&("adding",)).unwrap());
+/// let product = batch.call("Math", "mul", RawJson::from_serialize(&(2, 3)).unwrap());
+/// let key = core.encode_request(&batch, &mut Vec::new()).unwrap().unwrap();
+///
+/// core.handle_response(br#"[{"id":2,"data":6},{"id":1,"data":3}]"#).unwrap();
+/// let done = core.poll_completion().unwrap();
+/// assert_eq!(done.request, key);
+/// assert_eq!(done.results.len(), 2);
+/// assert_eq!(done.results[sum].outcome.as_ref().unwrap().as_str(), "3");
+/// assert_eq!(done.results[product].outcome.as_ref().unwrap().as_str(), "6");
+/// ```
 #[derive(Debug)]
 pub struct Completion {
     /// The request answered.

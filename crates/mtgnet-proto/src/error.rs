@@ -9,6 +9,28 @@ use crate::id::Id;
 ///
 /// Every variant is the peer's fault: the bytes it sent break the contract,
 /// and the connection they arrived on must be closed.
+///
+/// Each layer's error converts into it, so `?` carries any of them:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use mtgnet_proto::framing::FrameDecoder;
+/// use mtgnet_proto::{wire, Error, MessageError};
+///
+/// /// Deframes the next request and counts its entries.
+/// fn next_request(decoder: &mut FrameDecoder, buf: &mut BytesMut) -> Result<Option<usize>, Error> {
+///     let Some(payload) = decoder.decode(buf)? else { return Ok(None) };
+///     Ok(Some(wire::parse_request(&payload)?.len()))
+/// }
+///
+/// let mut decoder = FrameDecoder::default();
+/// let mut buf = BytesMut::from(&b"2:[]\n2:{}\nx"[..]);
+/// assert_eq!(next_request(&mut decoder, &mut buf).unwrap(), Some(0));
+/// let not_an_array = next_request(&mut decoder, &mut buf);
+/// assert!(matches!(not_an_array, Err(Error::Message(MessageError::Shape(_)))));
+/// let not_a_header = next_request(&mut decoder, &mut buf);
+/// assert!(matches!(not_a_header, Err(Error::Frame(_))));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,6 +46,19 @@ pub enum Error {
 }
 
 /// A payload that is not a well-formed request or response.
+///
+/// ```
+/// use mtgnet_proto::{wire, MessageError};
+///
+/// let bom = wire::parse_request(b"\xEF\xBB\xBF[]").unwrap_err();
+/// assert!(matches!(bom, MessageError::ByteOrderMark));
+/// let truncated = wire::parse_request(b"[{\"service\":").unwrap_err();
+/// assert!(matches!(truncated, MessageError::Json(_)));
+/// let not_an_array = wire::parse_request(br#"{"service":"Test"}"#).unwrap_err();
+/// assert!(matches!(not_an_array, MessageError::Shape(_)));
+/// let empty = wire::parse_response(b"[]").unwrap_err();
+/// assert!(matches!(empty, MessageError::EmptyResponse));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MessageError {
@@ -54,6 +89,25 @@ impl MessageError {
 }
 
 /// A response that breaks the client's view of the calls in flight.
+///
+/// [`ClientCore::handle_response`](crate::client::ClientCore::handle_response)
+/// returns it, leaving its state unchanged; the connection should be closed.
+///
+/// ```
+/// use mtgnet_proto::client::{Batch, ClientCore};
+/// use mtgnet_proto::{Id, ProtocolError, RawJson};
+///
+/// let mut core = ClientCore::new();
+/// let unsolicited = core.handle_response(br#"[{"id":1,"data":0}]"#).unwrap_err();
+/// assert!(matches!(unsolicited, ProtocolError::Unsolicited));
+///
+/// let mut batch = Batch::new();
+/// batch.call("Test", "echo", RawJson::from_serialize(&(1,)).unwrap());
+/// core.encode_request(&batch, &mut Vec::new()).unwrap();
+/// let unknown = core.handle_response(br#"[{"id":9,"data":0}]"#).unwrap_err();
+/// assert!(matches!(unknown, ProtocolError::UnknownId(id) if id == Id::from(9)));
+/// assert_eq!(core.in_flight(), 1);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {

@@ -27,6 +27,18 @@ pub const RPC_VERSION: RpcVersion = RpcVersion {
 };
 
 /// The protocol version a server speaks.
+///
+/// It serializes as the `System.rpcVersion()` answer, `kind` under the
+/// name `type`:
+///
+/// ```
+/// use mtgnet_proto::RPC_VERSION;
+///
+/// assert_eq!(
+///     serde_json::to_string(&RPC_VERSION).unwrap(),
+///     r#"{"major":1,"minor":0,"type":"draft","revision":1}"#,
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RpcVersion {
     /// Major version.
@@ -57,6 +69,19 @@ struct MethodDescription {
 const SYSTEM_METHODS: [&str; 3] = ["services", "describeService", "rpcVersion"];
 
 /// Why a service cannot be added to a registry.
+///
+/// ```
+/// use mtgnet_proto::{Registry, RegistryError, Service};
+///
+/// let mut registry = Registry::new();
+/// registry.add(Service::new("Test")).unwrap();
+/// // Names compare case-insensitively, and `System` is always taken.
+/// assert_eq!(
+///     registry.add(Service::new("TEST")),
+///     Err(RegistryError::DuplicateService("TEST".to_owned())),
+/// );
+/// assert!(registry.add(Service::new("system")).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {

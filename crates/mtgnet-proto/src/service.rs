@@ -19,6 +19,23 @@ pub(crate) type HandlerFn =
     Arc<dyn Fn(Context, RawJson) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
 /// Who is on the other end of a connection, as far as the server knows.
+///
+/// A handler sees it through [`Context::peer`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use mtgnet_proto::{wire, Context, Peer, Registry, Service};
+///
+/// let registry = Registry::new().with(Service::new("Who").method_with_context(
+///     "caller",
+///     "The caller's address.",
+///     |ctx: Context, (): ()| async move { Ok(ctx.peer().address.map(|a| a.to_string())) },
+/// ));
+/// let peer = Peer { identity: None, address: Some("192.0.2.7:40000".parse().unwrap()) };
+/// let calls = wire::parse_request(br#"[{"service":"Who","method":"caller","id":1}]"#).unwrap();
+/// let response = futures::executor::block_on(registry.respond(calls, Arc::new(peer))).unwrap();
+/// assert_eq!(response, br#"[{"id":1,"data":"192.0.2.7:40000"}]"#);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peer {
     /// The peer's Ed25519 identity public key, on an encrypted connection.
@@ -86,6 +103,24 @@ impl Context {
 /// Implemented for tuples of up to eight [`DeserializeOwned`] values (the
 /// array must have exactly that many elements; `()` takes none), for
 /// `Vec<T>` (any number of `T`), and for [`RawJson`] (the array untouched).
+///
+/// A handler's argument type picks the implementation; a mismatch becomes
+/// an `invalid-arguments` error result without the handler running.
+///
+/// ```
+/// use mtgnet_proto::{FromArgs, RawJson};
+///
+/// let args = RawJson::from_serialize(&(2, "two")).unwrap();
+/// let (n, name) = <(i64, String)>::from_args(&args).unwrap();
+/// assert_eq!((n, name.as_str()), (2, "two"));
+/// assert_eq!(Vec::<serde_json::Value>::from_args(&args).unwrap().len(), 2);
+/// assert_eq!(RawJson::from_args(&args).unwrap().as_str(), r#"[2,"two"]"#);
+///
+/// // A tuple needs exactly its arity, `()` an empty array.
+/// assert!(<(i64,)>::from_args(&args).is_err());
+/// assert!(<()>::from_args(&args).is_err());
+/// assert!(<()>::from_args(&RawJson::empty_array()).is_ok());
+/// ```
 pub trait FromArgs: Sized + Send + 'static {
     /// Reads the argument array.
     ///

@@ -52,6 +52,15 @@ impl Call {
 ///
 /// A server answers it with an `invalid-call` error result (or drops it when
 /// it is a notification); the connection stays open.
+///
+/// ```
+/// use mtgnet_proto::{wire, Id};
+///
+/// let calls = wire::parse_request(br#"[{"method":"echo","id":3},{"service":"Test","method":"echo","id":4}]"#).unwrap();
+/// let invalid = calls[0].as_ref().unwrap_err();
+/// assert_eq!(invalid.id, Some(Id::from(3)));
+/// assert!(calls[1].is_ok());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidCall {
     /// The call's Id; `None` for a notification.
@@ -85,6 +94,27 @@ pub struct CallResult {
 }
 
 /// A call or notification a client is about to send.
+///
+/// It borrows everything, so writing a request copies nothing but the
+/// output bytes.
+///
+/// ```
+/// use mtgnet_proto::wire::{self, OutgoingCall};
+/// use mtgnet_proto::{Id, RawJson};
+///
+/// let id = Id::from(1);
+/// let args = RawJson::from_serialize(&("hi",)).unwrap();
+/// let calls = [
+///     OutgoingCall { service: "Test", method: "echo", id: Some(&id), args: &args },
+///     OutgoingCall { service: "Log", method: "write", id: None, args: &args },
+/// ];
+/// let mut out = Vec::new();
+/// wire::write_request(&calls, &mut out).unwrap();
+/// assert_eq!(
+///     out,
+///     br#"[{"service":"Test","method":"echo","args":["hi"],"id":1},{"service":"Log","method":"write","args":["hi"]}]"#,
+/// );
+/// ```
 #[derive(Clone, Debug)]
 pub struct OutgoingCall<'a> {
     /// Service name.

@@ -28,6 +28,30 @@ use crate::error::{CallError, Error};
 ///
 /// Not `Clone`: to call from several threads, share it behind a reference
 /// (calls from different threads are serialized), or use the async client.
+///
+/// ```
+/// use mtgnet::{blocking, ClientConfig};
+///
+/// # use mtgnet::{demo, Registry, Server, ServerConfig};
+/// # let (tx, rx) = std::sync::mpsc::channel();
+/// # std::thread::spawn(move || {
+/// #     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// #     runtime.block_on(async {
+/// #         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// #         tx.send(listener.local_addr().unwrap()).unwrap();
+/// #         let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain());
+/// #         server.serve(listener, std::future::pending()).await
+/// #     })
+/// # });
+/// # let address = rx.recv()?;
+/// // `address` is that of a server hosting `mtgnet::demo::test_service()`.
+/// let client = blocking::Client::connect(address, ClientConfig::plain())?;
+/// let sum: i64 = client.call("Test", "add", (2, 3))?;
+/// assert_eq!(sum, 5);
+/// let failed = client.call::<_, ()>("Test", "fail", ()).unwrap_err();
+/// assert_eq!(failed.remote().unwrap().message, "boom");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Client {
     runtime: Runtime,

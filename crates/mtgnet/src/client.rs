@@ -105,6 +105,26 @@ pub struct Client {
 /// It must be polled (spawned) for the client to make progress, and it
 /// finishes when the connection ends: when the peer closes it, after a
 /// fatal error, or once every `Client` handle has been dropped.
+///
+/// ```
+/// use mtgnet::{demo, Client, ClientConfig, Registry, Server, ServerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain());
+/// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+/// let (_stop, stopping) = tokio::sync::watch::channel(false);
+/// tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+///
+/// let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
+/// let driver = tokio::spawn(driver);
+/// let echoed: String = client.call("Test", "echo", ("hi",)).await?;
+/// assert_eq!(echoed, "hi");
+///
+/// drop(client);
+/// driver.await?;
+/// # Ok(()) }
+/// ```
 #[must_use = "a client makes no progress unless its driver is spawned or awaited"]
 pub struct ClientDriver {
     future: BoxFuture<'static, ()>,

@@ -12,6 +12,30 @@ use mtgnet_proto::{Condition, MessageError, ProtocolError};
 /// The variants follow PROTOCOL.md section 6.4, so a user can tell every
 /// failure apart: framing, JSON/protocol, handshake, invalid signature, not
 /// authorized (with the key), decryption, closed.
+///
+/// A client that pins one server key, meeting a server with another:
+///
+/// ```
+/// use std::sync::Arc;
+/// use mtgnet::{AuthorizedKeys, Client, ClientConfig, Encryption, Error, IdentitySecret};
+/// use mtgnet::{Registry, Server, ServerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let impostor = Arc::new(IdentitySecret::generate());
+/// let server = Server::new(Registry::new(), ServerConfig::encrypted(Encryption::new(Arc::clone(&impostor))));
+/// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+/// let (_stop, stopping) = tokio::sync::watch::channel(false);
+/// tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+///
+/// let expected = IdentitySecret::generate().public_key();
+/// let config = ClientConfig::encrypted(
+///     Encryption::new(Arc::new(IdentitySecret::generate())).authorized(AuthorizedKeys::only([expected])),
+/// );
+/// let err = Client::new(client_io, config).await.unwrap_err();
+/// assert!(matches!(err, Error::NotAuthorized(key) if key == impostor.public_key()));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -45,6 +69,24 @@ pub enum Error {
 }
 
 /// The ways a handshake can fail before any signature is checked.
+///
+/// It reaches callers inside [`Error::Handshake`]. A peer that answers the
+/// handshake with a 5-byte payload:
+///
+/// ```
+/// use std::sync::Arc;
+/// use mtgnet::{Client, ClientConfig, Encryption, Error, HandshakeFailure, IdentitySecret};
+/// use tokio::io::AsyncWriteExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (client_io, mut server_io) = tokio::io::duplex(64 * 1024);
+/// server_io.write_all(b"5:hello\n").await.unwrap();
+/// let config = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+/// let err = Client::new(client_io, config).await.unwrap_err();
+/// assert!(matches!(err, Error::Handshake(HandshakeFailure::Size { len: 5 })));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeFailure {
