@@ -29,12 +29,23 @@ const OUTGOING_QUEUE: usize = 256;
 /// A successful call's data, with the warnings that came with it.
 ///
 /// ```
-/// # async fn example(client: mtgnet::Client) -> Result<(), mtgnet::CallError> {
+/// # use mtgnet::{demo, Client, ClientConfig, Registry, Server, ServerConfig};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain());
+/// # let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+/// # let (_stop, stopping) = tokio::sync::watch::channel(false);
+/// # tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+/// # let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
+/// # tokio::spawn(driver);
+/// // `client` is connected to a server hosting `mtgnet::demo::test_service()`.
 /// let reply = client.call_reply("Test", "warn", ("x",)).await?;
 /// for warning in &reply.warnings {
 ///     eprintln!("warning {}: {}", warning.code, warning.message);
 /// }
+/// assert_eq!(reply.warnings[0].message, "careful");
 /// let value: String = reply.deserialize()?;
+/// assert_eq!(value, "x");
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
