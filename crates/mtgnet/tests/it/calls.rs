@@ -1,6 +1,6 @@
 //! Core client and server behaviour over plain loopback TCP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mtgnet::{Batch, CallError, Client, ClientConfig, Error, RawJson};
 use serde_json::{Value, json};
@@ -158,7 +158,6 @@ async fn warnings_reach_the_caller() {
 async fn pipelined_calls_complete_out_of_order() {
     let server = TestServer::plain().await;
     let client = server.client().await;
-    let start = Instant::now();
     let finished = std::sync::Mutex::new(Vec::new());
     let sleep = |ms: u64| {
         let client = client.clone();
@@ -169,15 +168,12 @@ async fn pipelined_calls_complete_out_of_order() {
         }
     };
     bounded(async { futures::join!(sleep(600), sleep(200), sleep(400)) }).await;
+    // Sent as 600, 200, 400: a server answering in request order (or one
+    // call at a time) would finish them in that order.
     assert_eq!(
         *finished.lock().expect("lock"),
         [200, 400, 600],
         "answered as each completed"
-    );
-    assert!(
-        start.elapsed() < Duration::from_millis(1100),
-        "ran concurrently: {:?}",
-        start.elapsed()
     );
 }
 
