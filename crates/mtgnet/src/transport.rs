@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use mtgnet_encryption::{Handshake, SEAL_OVERHEAD, Session};
 use mtgnet_proto::framing::{self, FrameDecoder, HANDSHAKE_MAX_FRAME};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -110,9 +110,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let base = payload.as_ptr() as usize;
         let plaintext = session.open_in_place(&mut payload)?;
         let (start, len) = (plaintext.as_ptr() as usize - base, plaintext.len());
-        let mut message = payload.split_off(start);
-        message.truncate(len);
-        Ok(message)
+        // Drop the bytes before and after the plaintext, in place.
+        payload.advance(start);
+        payload.truncate(len);
+        Ok(payload)
     }
 }
 
