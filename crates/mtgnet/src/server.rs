@@ -153,7 +153,7 @@ impl Server {
             Some(encryption) => {
                 let session = tokio::select! {
                     session = transport::handshake(&mut io, &mut buf, encryption) => session?,
-                    _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+                    () = stop_requested(&mut stopping) => return Ok(()),
                 };
                 Some(Arc::new(session))
             }
@@ -182,12 +182,12 @@ impl Server {
             // Back-pressure: no reading while max_in_flight calls run.
             let mut permit = tokio::select! {
                 permit = Arc::clone(&in_flight).acquire_owned() => permit.map_err(|_| Error::Closed)?,
-                _ = stopping.wait_for(|stop| *stop) => break Ok(()),
+                () = stop_requested(&mut stopping) => break Ok(()),
             };
             let idle = requests.is_empty();
             let next = tokio::select! {
                 next = reader.next() => next,
-                _ = stopping.wait_for(|stop| *stop) => break Ok(()),
+                () = stop_requested(&mut stopping) => break Ok(()),
                 () = tokio::time::sleep(limits.idle_timeout), if idle => {
                     tracing::debug!(?address, "closing an idle connection");
                     break Ok(());
@@ -213,7 +213,7 @@ impl Server {
             if more > 0 {
                 let extra = tokio::select! {
                     extra = Arc::clone(&in_flight).acquire_many_owned(u32::try_from(more).unwrap_or(u32::MAX)) => extra.map_err(|_| Error::Closed)?,
-                    _ = stopping.wait_for(|stop| *stop) => break Ok(()),
+                    () = stop_requested(&mut stopping) => break Ok(()),
                 };
                 permit.merge(extra);
             }
@@ -286,6 +286,14 @@ impl Server {
             let mut out = Vec::new();
             (!results.is_empty() && wire::write_response(&results, &mut out).is_ok()).then_some(out)
         })
+    }
+}
+
+/// Completes once `stopping` turns `true`; never, if its sender is gone
+/// without having said so (a dropped sender is not a shutdown request).
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    if stopping.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

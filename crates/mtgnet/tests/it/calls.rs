@@ -495,3 +495,20 @@ async fn server_answers_the_transcript_request_byte_for_byte() {
         "expected vs actual response frame"
     );
 }
+
+#[tokio::test]
+async fn serve_connection_keeps_serving_when_the_stop_sender_is_dropped() {
+    let server = mtgnet::Server::new(crate::util::registry(), mtgnet::ServerConfig::plain());
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    drop(stop);
+    tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+    let (client, driver) = Client::new(client_io, ClientConfig::plain())
+        .await
+        .expect("client");
+    tokio::spawn(driver);
+    let x: i64 = bounded(client.call("Test", "add", (1, 2)))
+        .await
+        .expect("served");
+    assert_eq!(x, 3);
+}
