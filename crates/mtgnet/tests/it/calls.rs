@@ -6,7 +6,7 @@ use mtgnet::{Batch, CallError, Client, ClientConfig, Error, RawJson};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{TestServer, bounded};
+use crate::util::{TestServer, assert_answers_as_each_completes, bounded, scripted_server};
 
 #[tokio::test]
 async fn typed_calls_round_trip() {
@@ -157,24 +157,7 @@ async fn warnings_reach_the_caller() {
 #[tokio::test]
 async fn pipelined_calls_complete_out_of_order() {
     let server = TestServer::plain().await;
-    let client = server.client().await;
-    let finished = std::sync::Mutex::new(Vec::new());
-    let sleep = |ms: u64| {
-        let client = client.clone();
-        let finished = &finished;
-        async move {
-            let got: u64 = client.call("Test", "sleep", (ms,)).await.expect("sleep");
-            finished.lock().expect("lock").push(got);
-        }
-    };
-    bounded(async { futures::join!(sleep(600), sleep(200), sleep(400)) }).await;
-    // Sent as 600, 200, 400: a server answering in request order (or one
-    // call at a time) would finish them in that order.
-    assert_eq!(
-        *finished.lock().expect("lock"),
-        [200, 400, 600],
-        "answered as each completed"
-    );
+    assert_answers_as_each_completes(&server.client().await, 200).await;
 }
 
 #[tokio::test]
@@ -294,17 +277,7 @@ async fn call_timeout_fails_the_call_not_the_connection() {
 
 #[tokio::test]
 async fn calls_in_flight_fail_promptly_when_the_server_dies() {
-    // A "server" that reads one request and closes without answering.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        let mut buf = [0u8; 64];
-        let _ = socket.read(&mut buf).await;
-        drop(socket);
-    });
+    let addr = scripted_server(b"", Duration::from_millis(0)).await;
     let client = bounded(Client::connect(addr, ClientConfig::plain()))
         .await
         .expect("connect");
@@ -324,17 +297,7 @@ async fn calls_in_flight_fail_promptly_when_the_server_dies() {
 
 #[tokio::test]
 async fn server_dying_mid_response_fails_calls_with_a_framing_error() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        let mut buf = [0u8; 256];
-        let _ = socket.read(&mut buf).await;
-        let _ = socket.write_all(b"40:[{\"id\":1,\"da").await;
-        drop(socket);
-    });
+    let addr = scripted_server(b"40:[{\"id\":1,\"da", Duration::from_millis(0)).await;
     let client = bounded(Client::connect(addr, ClientConfig::plain()))
         .await
         .expect("connect");
@@ -349,22 +312,7 @@ async fn server_dying_mid_response_fails_calls_with_a_framing_error() {
 
 #[tokio::test]
 async fn unknown_result_id_is_a_protocol_error() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        let mut buf = [0u8; 256];
-        let _ = socket.read(&mut buf).await;
-        let body = br#"[{"id":777,"data":1}]"#;
-        let _ = socket
-            .write_all(format!("{:X}:", body.len()).as_bytes())
-            .await;
-        let _ = socket.write_all(body).await;
-        let _ = socket.write_all(b"\n").await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    });
+    let addr = scripted_server(b"15:[{\"id\":777,\"data\":1}]\n", Duration::from_secs(5)).await;
     let client = bounded(Client::connect(addr, ClientConfig::plain()))
         .await
         .expect("connect");

@@ -10,7 +10,7 @@ use mtgnet::{
 };
 use serde_json::Value;
 
-use crate::util::{TestServer, bounded};
+use crate::util::{TestServer, assert_answers_as_each_completes, bounded};
 
 #[tokio::test]
 async fn encrypted_calls_batches_notifications_and_errors_work() {
@@ -51,22 +51,7 @@ async fn encrypted_calls_batches_notifications_and_errors_work() {
 #[tokio::test]
 async fn encrypted_pipeline_completes_out_of_order() {
     let server = TestServer::encrypted().await;
-    let client = server.client().await;
-    let finished = std::sync::Mutex::new(Vec::new());
-    let sleep = |ms: u64| {
-        let client = client.clone();
-        let finished = &finished;
-        async move {
-            let got: u64 = client.call("Test", "sleep", (ms,)).await.expect("sleep");
-            finished.lock().expect("lock").push(got);
-        }
-    };
-    bounded(async { futures::join!(sleep(500), sleep(100), sleep(300)) }).await;
-    assert_eq!(
-        *finished.lock().expect("lock"),
-        [100, 300, 500],
-        "answered as each completed"
-    );
+    assert_answers_as_each_completes(&server.client().await, 100).await;
 }
 
 #[tokio::test]

@@ -141,3 +141,45 @@ pub(crate) async fn bounded<F: std::future::Future>(future: F) -> F::Output {
         .await
         .expect("finished within the bound")
 }
+
+/// A fake server that reads one request, writes `reply` (raw bytes), then
+/// closes the connection after `linger`. For testing what a client does
+/// with broken or dying servers.
+pub(crate) async fn scripted_server(
+    reply: &'static [u8],
+    linger: Duration,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 256];
+        let _ = socket.read(&mut buf).await;
+        let _ = socket.write_all(reply).await;
+        tokio::time::sleep(linger).await;
+    });
+    addr
+}
+
+/// Sends sleeps of 3, 1 and 2 units (in that order) at once on one
+/// connection and checks they complete shortest first: a server answering
+/// in request order, or one call at a time, would finish them 3, 1, 2.
+pub(crate) async fn assert_answers_as_each_completes(client: &Client, unit_ms: u64) {
+    let finished = std::sync::Mutex::new(Vec::new());
+    let sleep = |ms: u64| {
+        let finished = &finished;
+        async move {
+            let got: u64 = client.call("Test", "sleep", (ms,)).await.expect("sleep");
+            finished.lock().expect("lock").push(got);
+        }
+    };
+    bounded(async { futures::join!(sleep(3 * unit_ms), sleep(unit_ms), sleep(2 * unit_ms)) }).await;
+    assert_eq!(
+        *finished.lock().expect("lock"),
+        [unit_ms, 2 * unit_ms, 3 * unit_ms],
+        "answered as each completed"
+    );
+}
