@@ -71,9 +71,18 @@ pub struct EphemeralKeypair {
 
 impl EphemeralKeypair {
     /// A fresh random key pair.
+    ///
+    /// The secret is read-only ([`Protection::ReadOnly`]) rather than
+    /// inaccessible between uses: it lives for one handshake, which is
+    /// exactly when it is in use, and unprotecting it for each use would
+    /// add page-table changes (and their cross-core TLB flushes) to every
+    /// connection. It is still locked, guarded, and wiped when the key
+    /// exchange consumes it.
     pub fn generate() -> EphemeralKeypair {
         let mut public = [0u8; KEY_SIZE];
-        let secret = SecretBytes::new_with(|sk| sodium::box_keypair(&mut public, sk));
+        let secret = SecretBytes::with_protection(Protection::ReadOnly, |sk| {
+            sodium::box_keypair(&mut public, sk)
+        });
         EphemeralKeypair {
             public,
             secret: EphemeralSecret(secret),
