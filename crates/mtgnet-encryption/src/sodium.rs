@@ -274,9 +274,10 @@ pub enum Protection {
 /// [`expose_secret`](Self::expose_secret) according to its [`Protection`]
 /// ([`NoAccess`](Protection::NoAccess) unless constructed with
 /// [`with_protection`](Self::with_protection)); it is never writable except
-/// while being filled or wiped. Dropping it wipes the bytes and frees the
-/// pages (`sodium_free`). It cannot be cloned, and its `Debug` output is
-/// `SecretBytes([REDACTED])`.
+/// while being filled or wiped. Dropping it wipes the bytes; the zeroed
+/// region then goes back to a small pool for reuse (still guarded and
+/// locked, holding nothing) or is freed (`sodium_free`). It cannot be
+/// cloned, and its `Debug` output is `SecretBytes([REDACTED])`.
 ///
 /// ```
 /// use mtgnet_encryption::SecretBytes;
@@ -367,11 +368,17 @@ impl<const N: usize> SecretBytes<N> {
         fill: impl FnOnce(&mut [u8; N]) -> Result<(), E>,
     ) -> Result<Self, E> {
         init();
-        // SAFETY: `sodium_malloc` may be called with any size; the result is
-        // checked for NULL below.
-        let raw = unsafe { ffi::sodium_malloc(N.max(1)) }.cast::<u8>();
-        let Some(ptr) = NonNull::new(raw) else {
-            panic!("sodium_malloc({N}) failed: out of memory or address space");
+        let ptr = match pool::take(N) {
+            Some(ptr) => ptr,
+            None => {
+                // SAFETY: `sodium_malloc` may be called with any size; the
+                // result is checked for NULL below.
+                let raw = unsafe { ffi::sodium_malloc(N.max(1)) }.cast::<u8>();
+                let Some(ptr) = NonNull::new(raw) else {
+                    panic!("sodium_malloc({N}) failed: out of memory or address space");
+                };
+                ptr
+            }
         };
         // From here on `Drop` frees the region, including on early return.
         let secret = SecretBytes {
@@ -379,12 +386,14 @@ impl<const N: usize> SecretBytes<N> {
             protection,
             readers: Mutex::new(0),
         };
-        // SAFETY: a fresh sodium_malloc region is readable and writable, at
-        // least N bytes long, and alignment 1 suits `[u8; N]`; `secret` has
+        // SAFETY: a fresh sodium_malloc region, like a pooled one, is
+        // readable and writable, at least N bytes long, and alignment 1
+        // suits `[u8; N]`; `secret` has
         // not been shared yet, so this is the only reference to the bytes,
         // and it ends before `secret` is used again.
         let bytes = unsafe { &mut *secret.ptr.as_ptr().cast::<[u8; N]>() };
-        // sodium_malloc fills new memory with 0xdb; start from zero instead.
+        // sodium_malloc fills new memory with 0xdb (pooled regions are
+        // already zero); start from zero either way.
         wipe(bytes);
         fill(bytes)?;
         secret.protect_idle();
@@ -492,13 +501,64 @@ impl<const N: usize> SecretBytes<N> {
 
 impl<const N: usize> Drop for SecretBytes<N> {
     fn drop(&mut self) {
-        // No `self.zero()` first: sodium_free wipes the region itself, and
-        // one protection change fewer per secret matters at a connection's
-        // end. (`wipe` stays, so a test can watch the zeroing happen.)
-        // SAFETY: `ptr` came from sodium_malloc and is freed exactly once,
-        // here; sodium_free makes the region writable, wipes it, unlocks and
-        // unmaps it, whatever its current protection.
-        unsafe { ffi::sodium_free(self.ptr.as_ptr().cast()) }
+        self.zero();
+        if let Err(ptr) = pool::give(N, self.ptr) {
+            // SAFETY: `ptr` came from sodium_malloc (directly or through the
+            // pool, which only holds such regions) and is released exactly
+            // once, here: either kept by the pool or freed. sodium_free
+            // makes the region writable, wipes it, unlocks and unmaps it.
+            unsafe { ffi::sodium_free(ptr.as_ptr().cast()) }
+        }
+    }
+}
+
+/// Wiped regions kept for reuse instead of being unmapped.
+///
+/// A fresh `sodium_malloc` costs `mmap`, `mprotect` twice (guard pages),
+/// `mlock` and `madvise`, and `sodium_free` as many again; in a
+/// multi-threaded process every `mprotect`/`munmap` also takes the address
+/// space lock and flushes the other cores' TLBs. Every encrypted connection
+/// allocates and frees two secrets (ephemeral and session key), so reusing
+/// regions roughly halves what a handshake costs besides the cryptography.
+/// A pooled region is all zeros, readable and writable, still between its
+/// guard pages and still locked; it holds no secret until it is reused.
+mod pool {
+    use std::ptr::NonNull;
+    use std::sync::{Mutex, PoisonError};
+
+    /// Regions kept per size; more than this are freed. Bounds the locked
+    /// memory the pool holds: 64 pages per size in use (a few sizes).
+    const PER_SIZE: usize = 64;
+
+    /// A region owned by the pool.
+    struct Region {
+        size: usize,
+        ptr: NonNull<u8>,
+    }
+
+    // SAFETY: a pooled region is owned by the pool alone (its `SecretBytes`
+    // was dropped, and `take` hands it to exactly one new owner), so it may
+    // be handed from one thread to another like a `Box`.
+    unsafe impl Send for Region {}
+
+    static FREE: Mutex<Vec<Region>> = Mutex::new(Vec::new());
+
+    /// A zeroed, writable region of `size` bytes, if one is pooled.
+    pub(super) fn take(size: usize) -> Option<NonNull<u8>> {
+        let mut free = FREE.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = free.iter().rposition(|r| r.size == size)?;
+        Some(free.swap_remove(index).ptr)
+    }
+
+    /// Keeps a zeroed, writable region of `size` bytes for reuse; gives it
+    /// back when the pool is full for that size.
+    pub(super) fn give(size: usize, ptr: NonNull<u8>) -> Result<(), NonNull<u8>> {
+        let mut free = FREE.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.iter().filter(|r| r.size == size).count() >= PER_SIZE {
+            return Err(ptr);
+        }
+        free.push(Region { size, ptr });
+        Ok(())
     }
 }
 
