@@ -361,3 +361,19 @@ fn empty_authorized_keys_file_authorizes_nobody() {
     assert!(AuthorizedKeys::default().is_any());
     assert!(AuthorizedKeys::any().is_authorized(&IdentitySecret::generate().public_key()));
 }
+
+#[test]
+fn reused_secret_regions_start_zeroed() {
+    // Odd size, so that other tests running at the same time do not share
+    // this size's pool.
+    let first = SecretBytes::<77>::new_with(|b| b.fill(0xAB));
+    let address = first.as_ptr();
+    drop(first);
+    let mut seen = Vec::new();
+    let second = SecretBytes::<77>::new_with(|b| seen.extend_from_slice(b));
+    assert_eq!(second.as_ptr(), address, "the wiped region was reused");
+    assert!(
+        seen.iter().all(|&b| b == 0),
+        "a reused region holds no old secret"
+    );
+}
