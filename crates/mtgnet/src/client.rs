@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::ClientConfig;
 use crate::error::{CallError, Error};
-use crate::transport::{self, FrameSink, MessageReader};
+use crate::transport::{self, FrameSink, Framer, MessageReader};
 
 /// Requests queued for the writer before callers wait (back-pressure).
 const OUTGOING_QUEUE: usize = 256;
@@ -102,7 +102,9 @@ fn lock(state: &SharedState) -> MutexGuard<'_, State> {
 #[derive(Clone)]
 pub struct Client {
     state: SharedState,
-    outgoing: mpsc::Sender<Vec<u8>>,
+    outgoing: mpsc::Sender<BytesMut>,
+    /// Frames (and seals) requests in the calling task.
+    framer: Framer,
     config: Arc<ClientConfig>,
     peer_identity: Option<PublicKey>,
     /// Asks the driver to close the connection now.
@@ -207,7 +209,7 @@ impl Client {
             reader,
             wr,
             queue,
-            FrameSink::new(session),
+            FrameSink::new(),
             Arc::clone(&state),
             Arc::clone(&close),
         );
@@ -218,6 +220,7 @@ impl Client {
         let client = Client {
             state,
             outgoing,
+            framer: Framer::new(session),
             config: Arc::new(config),
             peer_identity,
             close,
@@ -352,7 +355,7 @@ impl Client {
         };
         // Registered and sent with no await in between: a cancelled caller
         // never leaves a request registered but unsent.
-        permit.send(payload);
+        permit.send(self.framer.frame(&payload));
         let (Some(key), Some((_, receiver))) = (key, receiver) else {
             return Ok(Vec::new());
         };
@@ -415,7 +418,7 @@ impl Drop for Abandon<'_> {
 async fn drive<R, W>(
     mut reader: MessageReader<R>,
     wr: W,
-    queue: mpsc::Receiver<Vec<u8>>,
+    queue: mpsc::Receiver<BytesMut>,
     sink: FrameSink,
     state: SharedState,
     close: Arc<Notify>,

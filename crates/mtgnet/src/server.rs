@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
 use crate::error::Error;
-use crate::transport::{self, FrameSink, MessageReader};
+use crate::transport::{self, FrameSink, Framer, MessageReader};
 
 /// An MTGNet server: a [`Registry`] of services behind a [`ServerConfig`].
 ///
@@ -165,11 +165,12 @@ impl Server {
         });
         let (rd, wr) = tokio::io::split(io);
         let mut reader = MessageReader::new(rd, buf, limits.max_frame, session.clone());
+        let framer = Framer::new(session);
         let (responses, queue) = mpsc::channel(limits.max_in_flight);
         let mut writer = tokio::spawn(transport::write_messages(
             wr,
             queue,
-            FrameSink::new(session),
+            FrameSink::new(),
             Some(limits.idle_timeout),
         ));
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.min(u32::MAX as usize)));
@@ -219,10 +220,11 @@ impl Server {
             }
             let work = self.respond(calls, &peer);
             let responses = responses.clone();
+            let framer = framer.clone();
             requests.spawn(async move {
                 if let Some(response) = work.await {
                     // Fails only when the writer is gone: nobody to answer.
-                    let _ = responses.send(response).await;
+                    let _ = responses.send(framer.frame(&response)).await;
                 }
                 drop(permit);
             });

@@ -117,35 +117,58 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     }
 }
 
-/// Turns messages into frames (sealed when encrypted) in one reusable buffer.
-pub(crate) struct FrameSink {
-    buf: BytesMut,
+/// Turns messages into frames, sealed when the connection is encrypted.
+///
+/// Cheap to clone: every task that produces a message frames (and seals)
+/// it itself, so the sealing of many calls runs on every core at once
+/// instead of one after another in the connection's writer.
+#[derive(Clone)]
+pub(crate) struct Framer {
     session: Option<Arc<Session>>,
 }
 
+impl Framer {
+    pub(crate) fn new(session: Option<Arc<Session>>) -> Framer {
+        Framer { session }
+    }
+
+    /// One message as one complete frame.
+    pub(crate) fn frame(&self, message: &[u8]) -> BytesMut {
+        match &self.session {
+            None => {
+                let mut frame = BytesMut::with_capacity(framing::frame_len(message.len()));
+                framing::encode_frame(message, &mut frame);
+                frame
+            }
+            Some(session) => {
+                let sealed_len = message.len() + SEAL_OVERHEAD;
+                let mut frame = BytesMut::with_capacity(framing::frame_len(sealed_len));
+                framing::encode_header(sealed_len, &mut frame);
+                let start = frame.len();
+                frame.resize(start + sealed_len, 0);
+                session.seal_into(message, &mut frame[start..]);
+                frame.put_u8(b'\n');
+                frame
+            }
+        }
+    }
+}
+
+/// Gathers frames into one reusable buffer for one `write`.
+pub(crate) struct FrameSink {
+    buf: BytesMut,
+}
+
 impl FrameSink {
-    pub(crate) fn new(session: Option<Arc<Session>>) -> FrameSink {
+    pub(crate) fn new() -> FrameSink {
         FrameSink {
             // Grows on first use: idle connections cost no write buffer.
             buf: BytesMut::new(),
-            session,
         }
     }
 
-    /// Appends one message as one frame.
-    pub(crate) fn push(&mut self, message: &[u8]) {
-        match &self.session {
-            None => framing::encode_frame(message, &mut self.buf),
-            Some(session) => {
-                let sealed_len = message.len() + SEAL_OVERHEAD;
-                self.buf.reserve(framing::frame_len(sealed_len));
-                framing::encode_header(sealed_len, &mut self.buf);
-                let start = self.buf.len();
-                self.buf.resize(start + sealed_len, 0);
-                session.seal_into(message, &mut self.buf[start..]);
-                self.buf.put_u8(b'\n');
-            }
-        }
+    fn push(&mut self, frame: &[u8]) {
+        self.buf.extend_from_slice(frame);
     }
 
     fn len(&self) -> usize {
@@ -160,8 +183,8 @@ impl FrameSink {
     }
 }
 
-/// Adds the messages already queued to `sink`, up to [`WRITE_BATCH`] bytes.
-fn gather(messages: &mut mpsc::Receiver<Vec<u8>>, sink: &mut FrameSink) {
+/// Adds the frames already queued to `sink`, up to [`WRITE_BATCH`] bytes.
+fn gather(messages: &mut mpsc::Receiver<BytesMut>, sink: &mut FrameSink) {
     while sink.len() < WRITE_BATCH {
         match messages.try_recv() {
             Ok(message) => sink.push(&message),
@@ -179,7 +202,7 @@ fn gather(messages: &mut mpsc::Receiver<Vec<u8>>, sink: &mut FrameSink) {
 /// connection's resources forever.
 pub(crate) async fn write_messages<W: AsyncWrite + Unpin>(
     mut io: W,
-    mut messages: mpsc::Receiver<Vec<u8>>,
+    mut messages: mpsc::Receiver<BytesMut>,
     mut sink: FrameSink,
     stall_limit: Option<Duration>,
 ) -> std::io::Result<()> {
