@@ -296,33 +296,39 @@ async fn calls_in_flight_fail_promptly_when_the_server_dies() {
 }
 
 #[tokio::test]
-async fn server_dying_mid_response_fails_calls_with_a_framing_error() {
-    let addr = scripted_server(b"40:[{\"id\":1,\"da", Duration::from_millis(0)).await;
-    let client = bounded(Client::connect(addr, ClientConfig::plain()))
-        .await
-        .expect("connect");
-    let err = bounded(client.call::<_, Value>("Test", "echo", (1,)))
-        .await
-        .expect_err("fails");
-    assert!(
-        matches!(&err, CallError::Connection(e) if matches!(**e, Error::Framing(_))),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn unknown_result_id_is_a_protocol_error() {
-    let addr = scripted_server(b"15:[{\"id\":777,\"data\":1}]\n", Duration::from_secs(5)).await;
-    let client = bounded(Client::connect(addr, ClientConfig::plain()))
-        .await
-        .expect("connect");
-    let err = bounded(client.call::<_, Value>("Test", "echo", (1,)))
-        .await
-        .expect_err("fails");
-    assert!(
-        matches!(&err, CallError::Connection(e) if matches!(**e, Error::Protocol(_))),
-        "{err}"
-    );
+async fn broken_server_answers_fail_calls_with_the_right_error() {
+    type Check = fn(&Error) -> bool;
+    let cases: [(&'static [u8], Check); 4] = [
+        // Dies in the middle of a response (the scripted server closes
+        // right after writing).
+        (b"40:[{\"id\":1,\"da", |e| matches!(e, Error::Framing(_))),
+        // Answers an id that was never sent.
+        (b"15:[{\"id\":777,\"data\":1}]\n", |e| {
+            matches!(e, Error::Protocol(_))
+        }),
+        // Answers with an empty response array.
+        (b"2:[]\n", |e| {
+            matches!(e, Error::Message(_) | Error::Protocol(_))
+        }),
+        // Sends an empty frame (not JSON).
+        (b"0:\n", |e| {
+            matches!(e, Error::Message(_) | Error::Protocol(_))
+        }),
+    ];
+    for (reply, expected) in cases {
+        let addr = scripted_server(reply, Duration::ZERO).await;
+        let client = bounded(Client::connect(addr, ClientConfig::plain()))
+            .await
+            .expect("connect");
+        let err = bounded(client.call::<_, Value>("Test", "echo", (1,)))
+            .await
+            .expect_err("fails");
+        assert!(
+            matches!(&err, CallError::Connection(e) if expected(e)),
+            "{:?}: {err}",
+            String::from_utf8_lossy(reply)
+        );
+    }
 }
 
 #[tokio::test]
