@@ -114,7 +114,7 @@ pub(crate) fn run(args: CallArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     let timeout = settings.timeout;
-    let reply = runtime.block_on(async {
+    let result = runtime.block_on(async {
         tokio::time::timeout(timeout, call(&settings))
             .await
             .unwrap_or_else(|_| {
@@ -125,8 +125,9 @@ pub(crate) fn run(args: CallArgs) -> anyhow::Result<()> {
                 ))
             })
     })?;
+    // Warnings first, whether the call succeeded or failed.
     let mut stderr = std::io::stderr().lock();
-    for warning in &reply.warnings {
+    for warning in &result.warnings {
         writeln!(
             stderr,
             "warning {}: {}",
@@ -134,19 +135,21 @@ pub(crate) fn run(args: CallArgs) -> anyhow::Result<()> {
             warning.message
         )?;
     }
+    drop(stderr);
+    let data = result.outcome.map_err(CallError::Remote)?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", compact(reply.data.as_str()))?;
+    writeln!(stdout, "{}", compact(data.as_str()))?;
     stdout.flush()?;
     Ok(())
 }
 
-async fn call(settings: &CallSettings) -> anyhow::Result<mtgnet::Reply> {
+async fn call(settings: &CallSettings) -> anyhow::Result<mtgnet::CallResult> {
     let encrypted = settings.config.encryption().is_some();
     let client = Client::connect(settings.addr.as_str(), settings.config.clone())
         .await
         .map_err(|e| connect_error(&settings.addr, &e, &settings.config))?;
     client
-        .call_reply(&settings.service, &settings.method, &settings.args)
+        .call_result(&settings.service, &settings.method, &settings.args)
         .await
         .map_err(|e| match e {
             CallError::Remote(_) => anyhow::Error::new(e),

@@ -284,12 +284,7 @@ impl Client {
         method: &str,
         args: A,
     ) -> Result<Reply, CallError> {
-        let mut batch = Batch::new();
-        batch.call(service, method, args_json(&args)?);
-        let mut results = self.batch(batch).await?;
-        let result = results
-            .pop()
-            .ok_or_else(|| CallError::Connection(Arc::new(Error::Closed)))?;
+        let result = self.call_result(service, method, args).await?;
         match result.outcome {
             Ok(data) => Ok(Reply {
                 data,
@@ -297,6 +292,30 @@ impl Client {
             }),
             Err(condition) => Err(CallError::Remote(condition)),
         }
+    }
+
+    /// Makes one call and returns its whole result object: the data or the
+    /// error condition, and the warnings in either case (a failed call can
+    /// carry warnings too).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`], except that a remote error is not an `Err`
+    /// here but the result's `outcome`.
+    pub async fn call_result<A: Serialize>(
+        &self,
+        service: &str,
+        method: &str,
+        args: A,
+    ) -> Result<CallResult, CallError> {
+        let mut batch = Batch::new();
+        batch.call(service, method, args_json(&args)?);
+        let mut results = self.batch(batch).await?;
+        // One call in, one result out: `ClientCore` completes a request
+        // only with exactly its calls' results.
+        results
+            .pop()
+            .ok_or_else(|| CallError::Connection(Arc::new(Error::Closed)))
     }
 
     /// Sends a notification: the server runs it and sends nothing back.

@@ -466,3 +466,19 @@ async fn serve_connection_keeps_serving_when_the_stop_sender_is_dropped() {
         .expect("served");
     assert_eq!(x, 3);
 }
+
+#[tokio::test]
+async fn a_failed_call_keeps_its_warnings_in_call_result() {
+    let server = TestServer::plain().await;
+    let client = server.client().await;
+    let result = bounded(client.call_result("Who", "grumble", ()))
+        .await
+        .expect("answered");
+    assert_eq!(result.outcome.expect_err("failed").code, "refused");
+    assert_eq!(result.warnings.len(), 1);
+    assert_eq!(result.warnings[0].message, "grumpy");
+    let err = bounded(client.call_reply("Who", "grumble", ()))
+        .await
+        .expect_err("remote");
+    assert_eq!(err.remote().map(|c| c.message.as_str()), Some("not today"));
+}

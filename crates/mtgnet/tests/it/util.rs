@@ -122,16 +122,25 @@ impl Drop for TestServer {
 /// The services every test server hosts: `Test`, plus `Who` (peer identity).
 pub(crate) fn registry() -> Registry {
     Registry::new().with(mtgnet::demo::test_service()).with(
-        Service::new("Who").method_with_context(
-            "identity",
-            "The caller's identity key, base64, or null on a plain connection.",
-            |ctx: mtgnet::Context, (): ()| async move {
-                Ok(ctx
-                    .peer()
-                    .identity
-                    .map(|key| mtgnet::PublicKey::from_bytes(&key).to_base64()))
-            },
-        ),
+        Service::new("Who")
+            .method_with_context(
+                "identity",
+                "The caller's identity key, base64, or null on a plain connection.",
+                |ctx: mtgnet::Context, (): ()| async move {
+                    Ok(ctx
+                        .peer()
+                        .identity
+                        .map(|key| mtgnet::PublicKey::from_bytes(&key).to_base64()))
+                },
+            )
+            .method_with_context(
+                "grumble",
+                "Fails, with a warning on the way.",
+                |ctx: mtgnet::Context, (): ()| async move {
+                    ctx.warn(mtgnet::Condition::new("mood", "grumpy"));
+                    Err::<(), _>(mtgnet::Condition::new("refused", "not today"))
+                },
+            ),
     )
 }
 
