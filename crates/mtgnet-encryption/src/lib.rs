@@ -22,16 +22,20 @@
 //! guard pages, never writable after construction, never cloned, redacted
 //! in `Debug`, and wiped when dropped.
 //!
-//! The identity and ephemeral secrets, used a few times per connection, are
-//! also inaccessible (`PROT_NONE`) except inside an `expose_secret` call
+//! The identity secret, long-lived and used once per handshake, is also
+//! inaccessible (`PROT_NONE`) except inside an `expose_secret` call
 //! ([`Protection::NoAccess`]). The session key is the one secret used for
 //! every frame, so it stays read-only for the session's lifetime instead
 //! ([`Protection::ReadOnly`]): toggling the protection costs two `mprotect`
 //! syscalls, TLB shootdowns and a lock per use, several times the
 //! encryption of a small frame (sealing a 64-byte frame took about 3.1 µs
 //! with per-frame toggling against 0.84 µs for the raw libsodium calls).
-//! The trade-off: while a session lives, a stray read elsewhere in the
-//! process that reaches the key's page can see it.
+//! The ephemeral secret is read-only too: it lives for one handshake, which
+//! is exactly when it is in use. The trade-off: while such a secret lives,
+//! a stray read elsewhere in the process that reaches its page can see it.
+//! Wiped secret regions are kept in a small pool and reused (still locked
+//! and guarded), which spares every connection the `mmap`/`mlock`/`munmap`
+//! of fresh allocations.
 //!
 //! # Example
 //!
