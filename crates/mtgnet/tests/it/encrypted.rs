@@ -230,3 +230,49 @@ async fn encrypted_graceful_shutdown_answers_calls_in_flight() {
     server.shutdown().await;
     assert_eq!(bounded(slow).await.expect("task").expect("answered"), 200);
 }
+
+#[tokio::test]
+async fn encrypted_cancellation_timeout_and_close_behave_as_plain() {
+    let server = TestServer::encrypted().await;
+    // Cancellation: the late response to a dropped call is accepted and dropped.
+    let client = server.client().await;
+    let slow = client.call::<_, u64>("Test", "sleep", (300,));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), slow)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let x: i64 = bounded(client.call("Test", "add", (2, 2)))
+        .await
+        .expect("still usable");
+    assert_eq!(x, 4);
+    // Per-call timeout: the call fails, the connection stays.
+    let timed = bounded(Client::connect(
+        server.addr,
+        server
+            .client_config()
+            .call_timeout(Duration::from_millis(100)),
+    ))
+    .await
+    .expect("connect");
+    let err = bounded(timed.call::<_, u64>("Test", "sleep", (500,)))
+        .await
+        .expect_err("times out");
+    assert!(matches!(err, CallError::Timeout), "{err}");
+    let y: i64 = bounded(timed.call("Test", "add", (1, 1)))
+        .await
+        .expect("still usable");
+    assert_eq!(y, 2);
+    // Close: waiting calls fail promptly.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.call::<_, u64>("Test", "sleep", (5000,)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bounded(client.close()).await;
+    assert!(matches!(
+        bounded(waiting).await.expect("task"),
+        Err(CallError::Connection(_))
+    ));
+}
