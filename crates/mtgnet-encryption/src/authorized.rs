@@ -1,5 +1,7 @@
 //! Which peer identities a party accepts.
 
+use std::sync::Arc;
+
 use crate::error::AuthorizedKeysError;
 use crate::keys::PublicKey;
 use crate::sodium;
@@ -24,8 +26,9 @@ use crate::sodium;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuthorizedKeys {
-    /// `None` means any key is accepted.
-    keys: Option<Vec<PublicKey>>,
+    /// `None` means any key is accepted. Shared, so that the copy every
+    /// connection's handshake takes costs a reference count, not the list.
+    keys: Option<Arc<[PublicKey]>>,
 }
 
 impl AuthorizedKeys {
