@@ -441,11 +441,11 @@ pub fn fuzz_decode(data: &[u8]) {
     let max_frame = 1usize << (control % 24);
     let split = usize::from(control) * stream.len() / 256;
 
-    let whole = decode_all(max_frame, &[stream]);
+    let whole = decode_chunks(max_frame, &[stream]);
     let (head, tail) = stream.split_at(split);
-    let split_run = decode_all(max_frame, &[head, tail]);
+    let split_run = decode_chunks(max_frame, &[head, tail]);
     let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
-    let bytewise_run = decode_all(max_frame, &bytewise);
+    let bytewise_run = decode_chunks(max_frame, &bytewise);
     assert_eq!(whole, split_run, "split at {split} changed the result");
     assert_eq!(whole, bytewise_run, "one byte at a time changed the result");
 
@@ -462,9 +462,11 @@ pub fn fuzz_decode(data: &[u8]) {
     }
 }
 
-/// Feeds `chunks` one after the other; returns the payloads decoded and the
-/// error that ended the stream, if any (`Truncated` included).
-fn decode_all(max_frame: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<FrameError>) {
+/// Feeds `chunks` one after the other, then signals end of input; returns
+/// the payloads decoded and the error that ended the stream, if any
+/// (`Truncated` included). For fuzzing and tests; not part of the API.
+#[doc(hidden)]
+pub fn decode_chunks(max_frame: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<FrameError>) {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut buf = BytesMut::new();
     let mut payloads = Vec::new();

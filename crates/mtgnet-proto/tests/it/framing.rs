@@ -3,8 +3,8 @@
 
 use bytes::BytesMut;
 use mtgnet_proto::framing::{
-    DEFAULT_MAX_FRAME, FrameDecoder, FrameError, HANDSHAKE_MAX_FRAME, encode_frame, encode_header,
-    frame_len, fuzz_decode,
+    DEFAULT_MAX_FRAME, FrameDecoder, FrameError, HANDSHAKE_MAX_FRAME, decode_chunks, encode_frame,
+    encode_header, frame_len, fuzz_decode,
 };
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -83,32 +83,6 @@ fn assert_payloads_eq(context: &str, expected: &[Vec<u8>], actual: &[Vec<u8>]) {
         show(expected),
         show(actual)
     );
-}
-
-/// Feeds `chunks` in order, decoding every complete frame after each one,
-/// then signals end of input. Returns the payloads and the error that ended
-/// the stream, if any.
-fn decode_chunks(max_frame: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<FrameError>) {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut buf = BytesMut::new();
-    let mut payloads = Vec::new();
-    for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(payload)) => payloads.push(payload.to_vec()),
-                Ok(None) => break,
-                Err(e) => return (payloads, Some(e)),
-            }
-        }
-    }
-    loop {
-        match decoder.decode_eof(&mut buf) {
-            Ok(Some(payload)) => payloads.push(payload.to_vec()),
-            Ok(None) => return (payloads, None),
-            Err(e) => return (payloads, Some(e)),
-        }
-    }
 }
 
 /// The error an invalid vector's `reason` and offending byte call for.
