@@ -55,12 +55,14 @@ async fn still_serves(server: &TestServer) {
     assert_eq!(x, 42);
 }
 
-async fn attack_plain(bytes: &[u8]) -> Vec<u8> {
-    let server = plain_server().await;
+/// Sends `bytes` on a fresh connection, reads until the server closes it,
+/// checks a well-behaved client is still served, and returns what the
+/// attacked connection received.
+async fn attack(server: &TestServer, bytes: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     let _ = stream.write_all(bytes).await;
     let received = read_until_closed(&mut stream).await;
-    still_serves(&server).await;
+    still_serves(server).await;
     received
 }
 
@@ -77,12 +79,13 @@ async fn plain_server_closes_on_bad_framing_and_bad_messages() {
         b"5:[1,2]\n",
         b"3:\xEF\xBB\xBF\n",
     ];
-    for attack in attacks {
-        let received = attack_plain(attack).await;
+    let server = plain_server().await;
+    for bytes in attacks {
+        let received = attack(&server, bytes).await;
         assert!(
             received.is_empty(),
             "{:?}: nothing is answered, got {received:?}",
-            String::from_utf8_lossy(attack)
+            String::from_utf8_lossy(bytes)
         );
     }
 }
@@ -238,19 +241,11 @@ async fn handshaken(server: &TestServer) -> (TcpStream, Session) {
     (stream, session)
 }
 
-async fn attack_encrypted(bytes: &[u8]) -> Vec<u8> {
-    let server = encrypted_server().await;
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    let _ = stream.write_all(bytes).await;
-    let received = read_until_closed(&mut stream).await;
-    still_serves(&server).await;
-    received
-}
-
 #[tokio::test]
 async fn encrypted_server_rejects_wrong_size_handshakes() {
+    let server = encrypted_server().await;
     for len in [0usize, 127, 129, 200] {
-        let received = attack_encrypted(&frame(&vec![7u8; len])).await;
+        let received = attack(&server, &frame(&vec![7u8; len])).await;
         // The server sends its own handshake frame first, then nothing more.
         assert!(
             received.len() <= 132,
@@ -266,7 +261,7 @@ async fn encrypted_server_rejects_a_bad_signature() {
     let handshake = Handshake::new(&identity, AuthorizedKeys::any());
     let mut payload = handshake.payload().to_vec();
     payload[40] ^= 1; // inside the signature
-    let received = attack_encrypted(&frame(&payload)).await;
+    let received = attack(&encrypted_server().await, &frame(&payload)).await;
     assert!(received.len() <= 132);
 }
 
