@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mtgnet::{
     AuthorizedKeys, Batch, CallError, CallResult, Client, ClientConfig, Condition, Encryption,
-    IdentitySecret, Limits, RawJson, Registry, Server, ServerConfig,
+    IdentitySecret, Limits, RawJson, ServerConfig,
 };
 
 use crate::args::DemoArgs;
+use crate::serve::LoopbackServer;
 
 /// Calls in the throughput burst.
 const BURST: usize = 2000;
@@ -64,22 +65,8 @@ async fn demo(plain: bool) -> anyhow::Result<()> {
     }
     .call_timeout(Duration::from_secs(30));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot listen on 127.0.0.1:0")?;
-    let address = listener.local_addr()?;
-    let server = Server::new(
-        Registry::new().with(mtgnet::demo::test_service()),
-        server_config,
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let server = LoopbackServer::start(server_config).await?;
+    let address = server.addr;
 
     if plain {
         say!("MTGNet demo: a server and a client in one process, plain (unencrypted) TCP");
@@ -272,11 +259,7 @@ async fn demo(plain: bool) -> anyhow::Result<()> {
     );
 
     drop(client);
-    let _ = stop.send(());
-    serving
-        .await
-        .context("the demo server panicked")?
-        .context("the demo server failed")?;
+    server.stop().await?;
     say!();
     say!("done: the server shut down gracefully");
     std::io::stdout().flush()?;

@@ -108,8 +108,7 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             );
         }
     }
-    let registry = Registry::new().with(mtgnet::demo::test_service());
-    let server = Server::new(registry, settings.config);
+    let server = Server::new(registry(), settings.config);
     tracing::info!(%address, "listening");
     let shutdown = async move {
         tokio::select! {
@@ -123,4 +122,59 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .context("the server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The services `mtgnet serve` hosts: `System` and `Test`.
+pub(crate) fn registry() -> Registry {
+    Registry::new().with(mtgnet::demo::test_service())
+}
+
+/// A server with [`registry`] on `127.0.0.1:0` in this process, for `demo`
+/// and `bench`.
+pub(crate) struct LoopbackServer {
+    /// The address it listens on.
+    pub(crate) addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LoopbackServer {
+    /// Binds and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// Binding the loopback port fails.
+    pub(crate) async fn start(config: ServerConfig) -> anyhow::Result<LoopbackServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on 127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let server = Server::new(registry(), config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(LoopbackServer {
+            addr,
+            stop,
+            serving,
+        })
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// The server failed or panicked.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.serving
+            .await
+            .context("the in-process server panicked")?
+            .context("the in-process server failed")
+    }
 }

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use mtgnet::{Batch, CallError, CallResult, Client, ClientConfig, RawJson, Registry, Server};
+use mtgnet::{Batch, CallError, CallResult, Client, ClientConfig, RawJson};
 use tokio::task::JoinSet;
 
 use super::report::{LoadReport, round};
 use super::{GRACE, Kind, LoadSettings, PROGRESS_TICK, Target};
 use crate::call::connect_error;
 use crate::histogram::Histogram;
+use crate::serve::LoopbackServer;
 
 /// Starts the in-process server if there is one, runs the load, stops it.
 pub(super) async fn load(settings: &LoadSettings) -> anyhow::Result<(LoadReport, Option<String>)> {
@@ -27,32 +28,13 @@ pub(super) async fn load(settings: &LoadSettings) -> anyhow::Result<(LoadReport,
             (resolved, None)
         }
         Target::InProcess(config) => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .context("cannot listen on 127.0.0.1:0")?;
-            let addr = listener.local_addr()?;
-            let server = Server::new(
-                Registry::new().with(mtgnet::demo::test_service()),
-                config.clone(),
-            );
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let serving = tokio::spawn(async move {
-                server
-                    .serve(listener, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            });
-            (addr, Some((stop, serving)))
+            let server = LoopbackServer::start(config.clone()).await?;
+            (server.addr, Some(server))
         }
     };
     let outcome = measure(settings, addr).await;
-    if let Some((stop, serving)) = server {
-        let _ = stop.send(());
-        serving
-            .await
-            .context("the in-process server panicked")?
-            .context("the in-process server failed")?;
+    if let Some(server) = server {
+        server.stop().await?;
     }
     let (mut report, first_error) = outcome?;
     report.server = match &settings.target {
