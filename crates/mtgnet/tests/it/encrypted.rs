@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mtgnet::encryption::Handshake;
 use mtgnet::{
     AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption, Error, HandshakeFailure,
     IdentitySecret, Limits, RawJson,
 };
 use serde_json::Value;
 
-use crate::util::{TestServer, assert_answers_as_each_completes, bounded};
+use crate::util::{TestServer, assert_answers_as_each_completes, bounded, scripted_server};
 
 #[tokio::test]
 async fn encrypted_calls_batches_notifications_and_errors_work() {
@@ -275,4 +276,64 @@ async fn encrypted_cancellation_timeout_and_close_behave_as_plain() {
         bounded(waiting).await.expect("task"),
         Err(CallError::Connection(_))
     ));
+}
+
+/// What a client sees from a server whose handshake or first frame is bad.
+async fn client_error_against(reply: Vec<u8>) -> Arc<Error> {
+    let addr = scripted_server(reply, Duration::from_secs(5)).await;
+    let config = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    match bounded(Client::connect(addr, config)).await {
+        Err(e) => Arc::new(e),
+        Ok(client) => match bounded(client.call::<_, Value>("Test", "echo", (1,))).await {
+            Err(CallError::Connection(e)) => e,
+            other => panic!("expected a connection error, got {other:?}"),
+        },
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:X}:", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.push(b'\n');
+    out
+}
+
+#[tokio::test]
+async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
+    let identity = IdentitySecret::generate();
+    let valid = Handshake::new(&identity, AuthorizedKeys::any())
+        .payload()
+        .to_vec();
+
+    let mut bad_signature = valid.clone();
+    bad_signature[40] ^= 1;
+    let err = client_error_against(frame(&bad_signature)).await;
+    assert!(matches!(*err, Error::InvalidSignature), "{err}");
+
+    let err = client_error_against(b"81:".to_vec()).await;
+    assert!(
+        matches!(*err, Error::Handshake(HandshakeFailure::Frame(_))),
+        "{err}"
+    );
+
+    let err = client_error_against(frame(&[7; 127])).await;
+    assert!(
+        matches!(*err, Error::Handshake(HandshakeFailure::Size { len: 127 })),
+        "{err}"
+    );
+
+    // A validly signed ephemeral key of small order: the exchange must fail.
+    let mut small_order = identity.public_key().as_bytes().to_vec();
+    small_order.extend(identity.sign(&[0; 32]));
+    let err = client_error_against(frame(&small_order)).await;
+    assert!(
+        matches!(*err, Error::Handshake(HandshakeFailure::KeyExchange)),
+        "{err}"
+    );
+
+    // A good handshake, then a frame that does not open.
+    let mut garbage_after = frame(&valid);
+    garbage_after.extend(frame(&[9; 60]));
+    let err = client_error_against(garbage_after).await;
+    assert!(matches!(*err, Error::Decrypt(_)), "{err}");
 }

@@ -155,9 +155,10 @@ pub(crate) async fn bounded<F: std::future::Future>(future: F) -> F::Output {
 /// closes the connection after `linger`. For testing what a client does
 /// with broken or dying servers.
 pub(crate) async fn scripted_server(
-    reply: &'static [u8],
+    reply: impl Into<Vec<u8>>,
     linger: Duration,
 ) -> std::net::SocketAddr {
+    let reply = reply.into();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -167,7 +168,7 @@ pub(crate) async fn scripted_server(
         let (mut socket, _) = listener.accept().await.expect("accept");
         let mut buf = [0u8; 256];
         let _ = socket.read(&mut buf).await;
-        let _ = socket.write_all(reply).await;
+        let _ = socket.write_all(&reply).await;
         tokio::time::sleep(linger).await;
     });
     addr
