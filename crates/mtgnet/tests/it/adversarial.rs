@@ -386,3 +386,59 @@ async fn calls_beyond_max_in_flight_wait_for_a_free_slot() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    let limits = short_limits().max_connections(1);
+    let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
+    let first = server.client().await;
+    let _: i64 = bounded(first.call("Test", "add", (1, 1)))
+        .await
+        .expect("first served");
+    // The second connection queues in the backlog: its call is not answered...
+    let second = server.client().await;
+    let waiting = tokio::spawn(async move { second.call::<_, i64>("Test", "add", (2, 2)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "served beyond max_connections");
+    // ... until the first one leaves.
+    bounded(first.close()).await;
+    assert_eq!(
+        bounded(waiting)
+            .await
+            .expect("task")
+            .expect("served once a slot frees"),
+        4
+    );
+}
+
+#[tokio::test]
+async fn calls_still_running_after_the_shutdown_grace_are_dropped() {
+    let limits = short_limits().shutdown_grace(Duration::from_millis(200));
+    let mut server =
+        TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
+    let client = server.client().await;
+    let slow = tokio::spawn(async move { client.call::<_, u64>("Test", "sleep", (5000,)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.shutdown().await;
+    let err = bounded(slow)
+        .await
+        .expect("task")
+        .expect_err("dropped at the end of the grace period");
+    assert!(matches!(err, mtgnet::CallError::Connection(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_response_beyond_the_client_max_frame_closes_the_connection() {
+    let server = plain_server().await;
+    let config = mtgnet::ClientConfig::plain().max_frame(64);
+    let client = bounded(mtgnet::Client::connect(server.addr, config))
+        .await
+        .expect("connect");
+    let err = bounded(client.call::<_, String>("Test", "echo", ("x".repeat(100),)))
+        .await
+        .expect_err("response too large");
+    assert!(
+        matches!(&err, mtgnet::CallError::Connection(e) if matches!(**e, mtgnet::Error::Framing(_))),
+        "{err}"
+    );
+}
