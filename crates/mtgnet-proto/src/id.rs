@@ -63,6 +63,13 @@ impl Id {
         Ok(Some(Id(repr)))
     }
 
+    /// Keeps a raw JSON value's text as the id, unparsed: for a string id
+    /// that cannot be unescaped (a lone surrogate escape), so that the
+    /// error result still carries the Id exactly as the peer wrote it.
+    pub(crate) fn verbatim(raw: &RawValue) -> Id {
+        Id(Repr::Other(raw.get().into()))
+    }
+
     /// The id as compact JSON text, exactly as it goes on the wire.
     pub fn to_json(&self) -> String {
         match &self.0 {

@@ -299,7 +299,18 @@ impl<'de> Visitor<'de> for CallSeed {
             match property {
                 Property::Id => {
                     let raw = map.next_value::<Box<RawValue>>()?;
-                    id = Id::from_raw(&raw).map_err(de::Error::custom)?;
+                    id = match Id::from_raw(&raw) {
+                        Ok(id) => id,
+                        // Valid JSON that no Rust string can hold (a lone
+                        // surrogate escape): the Id is still readable, so it
+                        // is echoed exactly as written with an error.
+                        Err(_) => {
+                            problem.get_or_insert_with(|| {
+                                format!("the Id is a string that is {NOT_UNICODE}")
+                            });
+                            Some(Id::verbatim(&raw))
+                        }
+                    };
                 }
                 Property::Service => service = string_property(&mut map, property, &mut problem)?,
                 Property::Method => method = string_property(&mut map, property, &mut problem)?,
@@ -341,19 +352,31 @@ impl<'de> Visitor<'de> for CallSeed {
 }
 
 /// Reads a property that must be a string; anything else is recorded as the problem.
+///
+/// Read raw first: a string holding a lone surrogate escape (`"\ud800"`) is
+/// valid JSON that serde_json refuses to unescape, and it must cost this one
+/// call, not the connection (PROTOCOL.md section 4).
 fn string_property<'de, A: MapAccess<'de>>(
     map: &mut A,
     property: Property,
     problem: &mut Option<String>,
 ) -> Result<Option<String>, A::Error> {
-    match map.next_value::<Value>()? {
-        Value::String(s) => Ok(Some(s)),
-        _ => {
-            problem.get_or_insert_with(|| format!("{} is not a string", property.name()));
+    let raw = map.next_value::<&RawValue>()?;
+    if !raw.get().starts_with('"') {
+        problem.get_or_insert_with(|| format!("{} is not a string", property.name()));
+        return Ok(None);
+    }
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(s) => Ok(Some(s)),
+        Err(_) => {
+            problem.get_or_insert_with(|| format!("{} is {NOT_UNICODE}", property.name()));
             Ok(None)
         }
     }
 }
+
+/// Why a JSON string cannot be read as text.
+const NOT_UNICODE: &str = "not valid Unicode (a lone surrogate escape)";
 
 /// Writes a request: an array of call objects with lower-case property
 /// names, `args` always present, `id` omitted for notifications.
@@ -639,6 +662,32 @@ mod tests {
         let invalid = calls[0].as_ref().expect_err("invalid");
         assert_eq!(invalid.id, Some(Id::from(5)));
         assert_eq!(invalid.reason, "two service properties");
+    }
+
+    #[test]
+    fn lone_surrogate_in_service_or_method_makes_only_that_call_invalid() {
+        let calls = parse_request(
+            br#"[{"service":"\ud800","method":"m","id":1},{"service":"S","method":"\udfff x","id":2},{"service":"S","method":"m","id":3}]"#,
+        )
+        .expect("valid JSON is not fatal");
+        for (entry, id, reason) in [
+            (&calls[0], 1, "service is not valid Unicode (a lone surrogate escape)"),
+            (&calls[1], 2, "method is not valid Unicode (a lone surrogate escape)"),
+        ] {
+            let invalid = entry.as_ref().expect_err("invalid");
+            assert_eq!((invalid.id.clone(), invalid.reason.as_str()), (Some(Id::from(id)), reason));
+        }
+        assert!(calls[2].is_ok());
+    }
+
+    #[test]
+    fn lone_surrogate_string_id_is_echoed_as_written_with_an_invalid_call() {
+        let calls = parse_request(br#"[{"service":"S","method":"m","id":"a\ud800"}]"#)
+            .expect("valid JSON is not fatal");
+        let invalid = calls[0].as_ref().expect_err("invalid");
+        let id = invalid.id.as_ref().expect("the id is kept");
+        assert_eq!(id.to_json(), r#""a\ud800""#);
+        assert_eq!(invalid.reason, "the Id is a string that is not valid Unicode (a lone surrogate escape)");
     }
 
     #[test]
