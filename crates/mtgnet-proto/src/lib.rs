@@ -8,6 +8,7 @@
 //!   application   Client::call / Service::method        (mtgnet)
 //!   messages      wire: Call, CallResult, Condition      <- this crate
 //!                 client: ClientCore (ids, calls in flight, matching)
+//!                 server: ServerCore (batch limit, invalid calls, refusals)
 //!                 registry: Registry, Service, System introspection
 //!   [encryption]  nonce || crypto_box ciphertext         (mtgnet-encryption)
 //!   framing       framing: FrameDecoder, encode_frame    <- this crate
@@ -59,6 +60,7 @@ pub mod framing;
 mod id;
 mod json;
 mod registry;
+pub mod server;
 mod service;
 pub mod wire;
 

@@ -202,17 +202,7 @@ impl Registry {
             .collect();
         async move {
             let results: Vec<CallResult> = join_all(runs).await.into_iter().flatten().collect();
-            if results.is_empty() {
-                return None;
-            }
-            let mut out = Vec::with_capacity(64 * results.len());
-            match wire::write_response(&results, &mut out) {
-                Ok(()) => Some(out),
-                Err(e) => {
-                    tracing::error!(error = %e, "writing a response failed");
-                    None
-                }
-            }
+            wire::response_payload(&results)
         }
     }
 

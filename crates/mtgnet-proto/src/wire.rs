@@ -616,6 +616,22 @@ impl<'de> Visitor<'de> for ConditionSeed {
     }
 }
 
+/// The response payload for `results`, or `None` when there are none (a
+/// request of only notifications gets no response).
+pub(crate) fn response_payload(results: &[CallResult]) -> Option<Vec<u8>> {
+    if results.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(64 * results.len());
+    match write_response(results, &mut out) {
+        Ok(()) => Some(out),
+        Err(e) => {
+            tracing::error!(error = %e, "writing a response failed");
+            None
+        }
+    }
+}
+
 /// Writes a response: one result object per entry, with no property whose
 /// value would be null (the Lisp reader rejects `"error": null`), so a
 /// success is `{"id":..,"data":..}` (data omitted when null) and a failure
