@@ -60,12 +60,19 @@ pub(crate) struct ServeArgs {
     /// Calls of one connection handled at once (back-pressure beyond).
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub(crate) max_in_flight: usize,
+    /// Bytes one connection may hold (requests being handled, replies not
+    /// yet written) before the server stops reading it.
+    #[arg(long, value_name = "BYTES", default_value_t = 33_554_432)]
+    pub(crate) max_connection_bytes: usize,
     /// Calls in one request.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub(crate) max_batch: usize,
     /// Seconds an idle connection stays open.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = seconds)]
     pub(crate) idle_timeout: Duration,
+    /// Seconds a write to a client may make no progress before the connection is closed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub(crate) write_stall: Duration,
     /// Seconds calls in progress may take to finish on shutdown.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub(crate) shutdown_grace: Duration,

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use mtgnet::{Encryption, Limits, Registry, Server, ServerConfig};
+use mtgnet::{ConfigError, Encryption, Limits, Registry, Server, ServerConfig, Shutdown};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::ServeArgs;
@@ -29,9 +29,17 @@ impl TryFrom<ServeArgs> for ServeSettings {
             .max_frame(args.max_frame)
             .max_connections(args.max_connections)
             .max_in_flight(args.max_in_flight)
+            .max_connection_bytes(args.max_connection_bytes)
             .max_batch(args.max_batch)
             .idle_timeout(args.idle_timeout)
+            .write_stall(args.write_stall)
             .shutdown_grace(args.shutdown_grace);
+        if let Err(e) = limits.validate() {
+            let ConfigError::OutOfRange { setting, .. } = &e else {
+                return Err(e.into());
+            };
+            anyhow::bail!("invalid --{}: {e}", setting.replace('_', "-"));
+        }
         let (config, identity_source) = if args.plain {
             (ServerConfig::plain(), None)
         } else {
@@ -108,14 +116,19 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
             );
         }
     }
-    let server = Server::new(registry(), settings.config);
+    let server = Server::new(registry(), settings.config)?;
     tracing::info!(%address, "listening");
-    let shutdown = async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    let shutdown = Shutdown::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            }
+            shutdown.trigger();
         }
-    };
+    });
     server
         .serve(listener, shutdown)
         .await
@@ -134,7 +147,7 @@ pub(crate) fn registry() -> Registry {
 pub(crate) struct LoopbackServer {
     /// The address it listens on.
     pub(crate) addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: Shutdown,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -149,14 +162,11 @@ impl LoopbackServer {
             .await
             .context("cannot listen on 127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let server = Server::new(registry(), config);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(async move {
-            server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let server = Server::new(registry(), config)?;
+        let stop = Shutdown::new();
+        let serving = tokio::spawn({
+            let stop = stop.clone();
+            async move { server.serve(listener, stop).await }
         });
         Ok(LoopbackServer {
             addr,
@@ -171,7 +181,7 @@ impl LoopbackServer {
     ///
     /// The server failed or panicked.
     pub(crate) async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
+        self.stop.trigger();
         self.serving
             .await
             .context("the in-process server panicked")?

@@ -170,17 +170,28 @@ mod tests {
     fn batch_at_the_limit_runs_and_one_over_runs_nothing() {
         let core = ServerCore::new(Arc::new(Registry::new()), 2);
         let two = br#"[{"service":"System","method":"rpcVersion","id":1},{"service":"System","method":"rpcVersion","id":2}]"#;
-        let response = block_on(core.handle_request(two).expect("valid").respond(Arc::default()))
-            .expect("answered");
+        let response = block_on(
+            core.handle_request(two)
+                .expect("valid")
+                .respond(Arc::default()),
+        )
+        .expect("answered");
         assert!(!String::from_utf8_lossy(&response).contains("error"));
 
         let three = br#"[{"service":"System","method":"rpcVersion","id":1},{"service":"System","method":"rpcVersion"},{"method":"x","id":3}]"#;
-        let response = block_on(core.handle_request(three).expect("valid").respond(Arc::default()))
-            .expect("answered");
+        let response = block_on(
+            core.handle_request(three)
+                .expect("valid")
+                .respond(Arc::default()),
+        )
+        .expect("answered");
         let text = String::from_utf8(response).expect("UTF-8");
         // Both calls (the invalid one too) answered, the notification not.
         assert_eq!(text.matches("batch-too-large").count(), 2, "{text}");
-        assert!(text.contains(r#""id":1"#) && text.contains(r#""id":3"#), "{text}");
+        assert!(
+            text.contains(r#""id":1"#) && text.contains(r#""id":3"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -687,11 +687,22 @@ mod tests {
         )
         .expect("valid JSON is not fatal");
         for (entry, id, reason) in [
-            (&calls[0], 1, "service is not valid Unicode (a lone surrogate escape)"),
-            (&calls[1], 2, "method is not valid Unicode (a lone surrogate escape)"),
+            (
+                &calls[0],
+                1,
+                "service is not valid Unicode (a lone surrogate escape)",
+            ),
+            (
+                &calls[1],
+                2,
+                "method is not valid Unicode (a lone surrogate escape)",
+            ),
         ] {
             let invalid = entry.as_ref().expect_err("invalid");
-            assert_eq!((invalid.id.clone(), invalid.reason.as_str()), (Some(Id::from(id)), reason));
+            assert_eq!(
+                (invalid.id.clone(), invalid.reason.as_str()),
+                (Some(Id::from(id)), reason)
+            );
         }
         assert!(calls[2].is_ok());
     }
@@ -703,7 +714,10 @@ mod tests {
         let invalid = calls[0].as_ref().expect_err("invalid");
         let id = invalid.id.as_ref().expect("the id is kept");
         assert_eq!(id.to_json(), r#""a\ud800""#);
-        assert_eq!(invalid.reason, "the Id is a string that is not valid Unicode (a lone surrogate escape)");
+        assert_eq!(
+            invalid.reason,
+            "the Id is a string that is not valid Unicode (a lone surrogate escape)"
+        );
     }
 
     #[test]

@@ -23,12 +23,12 @@ fn connect(rt: &Runtime, encrypted: bool) -> Client {
         } else {
             (ServerConfig::plain(), ClientConfig::plain())
         };
-        let server = Server::new(registry, server_config);
+        let server = Server::new(registry, server_config).expect("valid limits");
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let (_stop, stopping) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            let _keep = _stop;
-            server.serve_connection(server_io, None, stopping).await
+            server
+                .serve_connection(server_io, None, mtgnet::Shutdown::new())
+                .await
         });
         let (client, driver) = Client::new(client_io, client_config)
             .await

@@ -30,8 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::new(
         Registry::new().with(mtgnet::demo::test_service()),
         server_config,
-    );
-    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    )?;
+    tokio::spawn(async move { server.serve(listener, mtgnet::Shutdown::new()).await });
     let client = Client::connect(addr, client_config).await?;
 
     let args = RawJson::from_serialize(&("x".repeat(payload),))?;

@@ -39,8 +39,8 @@ use crate::error::{CallError, Error};
 /// #     runtime.block_on(async {
 /// #         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 /// #         tx.send(listener.local_addr().unwrap()).unwrap();
-/// #         let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain());
-/// #         server.serve(listener, std::future::pending()).await
+/// #         let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain()).unwrap();
+/// #         server.serve(listener, mtgnet::Shutdown::new()).await
 /// #     })
 /// # });
 /// # let address = rx.recv()?;

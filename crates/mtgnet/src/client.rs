@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::ClientConfig;
 use crate::error::{CallError, Error};
-use crate::transport::{self, FrameSink, Framer, MessageReader};
+use crate::transport::{self, Framer, MessageReader};
 
 /// Requests queued for the writer before callers wait (back-pressure).
 const OUTGOING_QUEUE: usize = 256;
@@ -32,10 +32,10 @@ const OUTGOING_QUEUE: usize = 256;
 /// # use mtgnet::{demo, Client, ClientConfig, Registry, Server, ServerConfig};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain());
+/// # let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain())?;
 /// # let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-/// # let (_stop, stopping) = tokio::sync::watch::channel(false);
-/// # tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+/// # let shutdown = mtgnet::Shutdown::new();
+/// # tokio::spawn(async move { server.serve_connection(server_io, None, shutdown).await });
 /// # let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
 /// # tokio::spawn(driver);
 /// // `client` is connected to a server hosting `mtgnet::demo::test_service()`.
@@ -124,10 +124,10 @@ pub struct Client {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain());
+/// let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain())?;
 /// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-/// let (_stop, stopping) = tokio::sync::watch::channel(false);
-/// tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+/// let shutdown = mtgnet::Shutdown::new();
+/// tokio::spawn(async move { server.serve_connection(server_io, None, shutdown).await });
 ///
 /// let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
 /// let driver = tokio::spawn(driver);
@@ -205,14 +205,7 @@ impl Client {
         let state = SharedState::default();
         let close = Arc::new(Notify::new());
         let (finish, finished) = watch::channel(false);
-        let driver = drive(
-            reader,
-            wr,
-            queue,
-            FrameSink::new(),
-            Arc::clone(&state),
-            Arc::clone(&close),
-        );
+        let driver = drive(reader, wr, queue, Arc::clone(&state), Arc::clone(&close));
         let future = async move {
             driver.await;
             let _ = finish.send(true);
@@ -438,7 +431,6 @@ async fn drive<R, W>(
     mut reader: MessageReader<R>,
     wr: W,
     queue: mpsc::Receiver<BytesMut>,
-    sink: FrameSink,
     state: SharedState,
     close: Arc<Notify>,
 ) where
@@ -467,7 +459,7 @@ async fn drive<R, W>(
     let reason = tokio::select! {
         reason = read => reason,
         () = close.notified() => Error::Closed,
-        written = transport::write_messages(wr, queue, sink, None) => match written {
+        written = transport::write_messages(wr, queue, None) => match written {
             Ok(()) => Error::Closed,
             Err(e) => Error::Io(e),
         },

@@ -6,6 +6,8 @@ use std::time::Duration;
 use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
 use mtgnet_proto::framing::DEFAULT_MAX_FRAME;
 
+use crate::error::ConfigError;
+
 /// Default bound on a handshake: 10 s (PROTOCOL.md section 6.2).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -142,38 +144,44 @@ impl ClientConfig {
 }
 
 /// Limits a server enforces on every connection, so that no client can
-/// take it down. Every limit has a default that suits a public server.
+/// take it down. Every limit has a default that suits a public server;
+/// [`Server::new`](crate::Server::new) refuses values that cannot work
+/// (zero, or too large to count).
 ///
 /// ```
 /// use std::time::Duration;
 /// use mtgnet::Limits;
 ///
-/// let limits = Limits::default().max_connections(100).idle_timeout(Duration::from_secs(30));
-/// assert_eq!(limits.max_batch, 1024);
+/// let limits = Limits::default()
+///     .max_connections(100)
+///     .max_connection_bytes(4 * 1024 * 1024)
+///     .idle_timeout(Duration::from_secs(30));
+/// assert!(limits.validate().is_ok());
+/// assert!(Limits::default().max_in_flight(0).validate().is_err());
 /// ```
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct Limits {
     /// Largest request frame (default 16 MiB). A larger header closes the
     /// connection as soon as its digits show it, before any payload arrives.
-    pub max_frame: usize,
+    pub(crate) max_frame: usize,
     /// Connections served at once (default 1024). Further connections wait
     /// in the listen backlog until one closes.
-    pub max_connections: usize,
-    /// Calls of one connection being handled at once (default 256). When
-    /// reached, the server stops reading that connection until calls
-    /// finish: back-pressure instead of unbounded buffering. A request with
-    /// more calls than this runs alone, taking every slot.
-    pub max_in_flight: usize,
-    /// Calls in one request (default 1024). Every call of a larger request
-    /// gets a `batch-too-large` error result and none runs.
-    pub max_batch: usize,
-    /// A connection with no request in progress and no complete frame
-    /// arriving for this long is closed (default 5 min). Also bounds a frame
-    /// trickled in slowly.
-    pub idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    /// Calls of one connection being handled or answered at once (default
+    /// 256). A call's slot is given back once its reply has been written.
+    pub(crate) max_in_flight: usize,
+    /// Bytes one connection may hold at once (default 32 MiB): requests
+    /// being handled and replies not yet written.
+    pub(crate) max_connection_bytes: usize,
+    /// Calls in one request (default 1024).
+    pub(crate) max_batch: usize,
+    /// How long a connection may stay without a request in progress and
+    /// without a complete frame arriving (default 5 min).
+    pub(crate) idle_timeout: Duration,
+    /// How long a write may make no progress (default 30 s).
+    pub(crate) write_stall: Duration,
     /// On shutdown, how long calls in progress may take to finish (default 10 s).
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -182,54 +190,136 @@ impl Default for Limits {
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: 1024,
             max_in_flight: 256,
+            max_connection_bytes: 32 * 1024 * 1024,
             max_batch: 1024,
             idle_timeout: Duration::from_secs(300),
+            write_stall: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }
     }
 }
 
 impl Limits {
-    /// Sets [`Limits::max_frame`].
+    /// The largest request frame, in bytes (default 16 MiB). A larger
+    /// header closes the connection as soon as its digits show it, before
+    /// any payload arrives.
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> Limits {
         self.max_frame = bytes;
         self
     }
 
-    /// Sets [`Limits::max_connections`] (at least 1).
+    /// Connections served at once (default 1024). Further connections wait
+    /// in the listen backlog until one closes.
     #[must_use]
     pub fn max_connections(mut self, n: usize) -> Limits {
-        self.max_connections = n.max(1);
+        self.max_connections = n;
         self
     }
 
-    /// Sets [`Limits::max_in_flight`] (at least 1).
+    /// Calls of one connection being handled or answered at once (default
+    /// 256). When reached, the server stops reading that connection until a
+    /// reply has been written: back-pressure instead of unbounded buffering.
+    /// A request with more calls than this runs alone, taking every slot.
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Limits {
-        self.max_in_flight = n.max(1);
+        self.max_in_flight = n;
         self
     }
 
-    /// Sets [`Limits::max_batch`].
+    /// Bytes one connection may hold at once (default 32 MiB): the requests
+    /// it is handling plus the replies not yet written. Once it holds this
+    /// much, the server stops reading that connection until the writer has
+    /// drained replies. A single request or reply larger than this is still
+    /// handled and sent, alone. What a connection can hold is thus about
+    /// this budget plus one frame being read (`max_frame`).
+    #[must_use]
+    pub fn max_connection_bytes(mut self, bytes: usize) -> Limits {
+        self.max_connection_bytes = bytes;
+        self
+    }
+
+    /// Calls in one request (default 1024). Every call of a larger request
+    /// gets a `batch-too-large` error result and none runs.
     #[must_use]
     pub fn max_batch(mut self, n: usize) -> Limits {
         self.max_batch = n;
         self
     }
 
-    /// Sets [`Limits::idle_timeout`].
+    /// A connection with no request in progress and no complete frame
+    /// arriving for this long is closed (default 5 min). Also bounds a frame
+    /// trickled in slowly.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Limits {
         self.idle_timeout = timeout;
         self
     }
 
-    /// Sets [`Limits::shutdown_grace`].
+    /// A write to the peer that makes no progress for this long (the peer
+    /// stopped reading) closes the connection (default 30 s). Every byte the
+    /// socket accepts restarts the clock, so a large reply over a slow but
+    /// live link is not cut.
+    #[must_use]
+    pub fn write_stall(mut self, timeout: Duration) -> Limits {
+        self.write_stall = timeout;
+        self
+    }
+
+    /// On shutdown, how long calls in progress may take to finish (default
+    /// 10 s); zero answers only what is already done.
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Limits {
         self.shutdown_grace = grace;
         self
+    }
+
+    /// Checks that every limit can work: counts and sizes are at least 1
+    /// (and small enough to count permits), timeouts are not zero.
+    ///
+    /// # Errors
+    ///
+    /// The first setting that cannot work, by name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Permits are counted in u32 by tokio's `acquire_many`.
+        let max = u32::MAX as usize;
+        let counts = [
+            ("max_frame", self.max_frame, usize::MAX),
+            ("max_connections", self.max_connections, max),
+            ("max_in_flight", self.max_in_flight, max),
+            (
+                "max_connection_bytes",
+                self.max_connection_bytes,
+                usize::MAX,
+            ),
+            ("max_batch", self.max_batch, usize::MAX),
+        ];
+        for (setting, value, max) in counts {
+            if value == 0 || value > max {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    value: value.to_string(),
+                    expected: if max == usize::MAX {
+                        "at least 1".to_owned()
+                    } else {
+                        format!("from 1 to {max}")
+                    },
+                });
+            }
+        }
+        for (setting, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("write_stall", self.write_stall),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::OutOfRange {
+                    setting,
+                    value: "0s".to_owned(),
+                    expected: "more than zero".to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

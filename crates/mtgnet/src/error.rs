@@ -23,10 +23,10 @@ use mtgnet_proto::{Condition, MessageError, ProtocolError};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let impostor = Arc::new(IdentitySecret::generate());
-/// let server = Server::new(Registry::new(), ServerConfig::encrypted(Encryption::new(Arc::clone(&impostor))));
+/// let server = Server::new(Registry::new(), ServerConfig::encrypted(Encryption::new(Arc::clone(&impostor)))).unwrap();
 /// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-/// let (_stop, stopping) = tokio::sync::watch::channel(false);
-/// tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+/// let shutdown = mtgnet::Shutdown::new();
+/// tokio::spawn(async move { server.serve_connection(server_io, None, shutdown).await });
 ///
 /// let expected = IdentitySecret::generate().public_key();
 /// let config = ClientConfig::encrypted(
@@ -66,6 +66,31 @@ pub enum Error {
     /// The connection closed (by the peer, or after an earlier error).
     #[error("connection closed")]
     Closed,
+}
+
+/// A setting that cannot work, refused before anything starts.
+///
+/// ```
+/// use mtgnet::{ConfigError, Limits, Registry, Server, ServerConfig};
+///
+/// let config = ServerConfig::plain().limits(Limits::default().max_in_flight(0));
+/// let err = Server::new(Registry::new(), config).unwrap_err();
+/// assert!(matches!(err, ConfigError::OutOfRange { setting: "max_in_flight", .. }));
+/// assert_eq!(err.to_string(), "max_in_flight is 0; it must be from 1 to 4294967295");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A limit is zero, or too large to count.
+    #[error("{setting} is {value}; it must be {expected}")]
+    OutOfRange {
+        /// The setting, as its method is named.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        expected: String,
+    },
 }
 
 /// The ways a handshake can fail before any signature is checked.

@@ -34,10 +34,10 @@
 //! let registry = Registry::new().with(
 //!     Service::new("Test").method("add", "Adds two integers.", |(a, b): (i64, i64)| async move { Ok(a + b) }),
 //! );
-//! let server = Server::new(registry, ServerConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))));
+//! let server = Server::new(registry, ServerConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))))?;
 //! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-//! let (_stop, stopping) = tokio::sync::watch::channel(false);
-//! tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+//! let shutdown = mtgnet::Shutdown::new();
+//! tokio::spawn(async move { server.serve_connection(server_io, None, shutdown).await });
 //!
 //! let identity = Arc::new(IdentitySecret::generate());
 //! let (client, driver) = Client::new(client_io, ClientConfig::encrypted(Encryption::new(identity))).await?;
@@ -52,16 +52,19 @@
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
+mod budget;
 mod client;
 mod config;
 pub mod demo;
 mod error;
+mod listener;
 mod server;
 mod transport;
 
 pub use client::{Client, ClientDriver, Reply};
 pub use config::{ClientConfig, DEFAULT_HANDSHAKE_TIMEOUT, Encryption, Limits, ServerConfig};
-pub use error::{CallError, Error, HandshakeFailure};
+pub use error::{CallError, ConfigError, Error, HandshakeFailure};
+pub use listener::{Listener, Shutdown};
 pub use server::Server;
 
 pub use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};

@@ -1,85 +1,124 @@
 //! The async server: accepts connections, runs the handshake, reads
 //! requests, runs them concurrently and writes each response when it is ready.
+//!
+//! What one connection may hold is bounded twice: in calls
+//! ([`Limits::max_in_flight`](crate::Limits::max_in_flight) slots) and in
+//! bytes ([`Limits::max_connection_bytes`](crate::Limits::max_connection_bytes)).
+//! A request takes its slots and bytes when it is read; its reply carries
+//! them to the writer, which gives them back once the reply is written.
+//! While either is spent, the connection reads nothing more.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use mtgnet_proto::wire::{self, Call, CallResult, InvalidCall};
+use mtgnet_proto::server::{Request, ServerCore};
 use mtgnet_proto::{Condition, Peer, Registry, codes};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::budget::{ByteBudget, Charge};
 use crate::config::ServerConfig;
-use crate::error::Error;
-use crate::transport::{self, FrameSink, Framer, MessageReader};
+use crate::error::{ConfigError, Error};
+use crate::listener::{Listener, Shutdown};
+use crate::transport::{self, Framer, MessageReader};
 
 /// An MTGNet server: a [`Registry`] of services behind a [`ServerConfig`].
 ///
 /// ```no_run
-/// # async fn example() -> std::io::Result<()> {
-/// use mtgnet::{Registry, Server, ServerConfig, Service};
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use mtgnet::{Registry, Server, ServerConfig, Service, Shutdown};
 ///
 /// let registry = Registry::new().with(
 ///     Service::new("Test").method("add", "Adds two integers.", |(a, b): (i64, i64)| async move { Ok(a + b) }),
 /// );
-/// let server = Server::new(registry, ServerConfig::plain());
+/// let server = Server::new(registry, ServerConfig::plain())?;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:7707").await?;
-/// server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
-/// # }
+/// let shutdown = Shutdown::new();
+/// tokio::spawn({
+///     let shutdown = shutdown.clone();
+///     async move {
+///         let _ = tokio::signal::ctrl_c().await;
+///         shutdown.trigger();
+///     }
+/// });
+/// server.serve(listener, shutdown).await?;
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Server {
-    /// The services, shared read-only by every connection.
-    registry: Arc<Registry>,
+    /// The per-request rules and the services, shared read-only by every
+    /// connection.
+    core: ServerCore,
     /// Encryption and limits, the same for every connection.
     config: Arc<ServerConfig>,
 }
 
+/// A reply on its way to the socket, with what its request holds: its call
+/// slots and its bytes of the connection's budget. The writer drops it once
+/// the reply is written, which gives them back.
+struct Reply {
+    frame: BytesMut,
+    _slots: OwnedSemaphorePermit,
+    _bytes: Charge,
+}
+
+impl AsRef<[u8]> for Reply {
+    fn as_ref(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
 impl Server {
     /// A server for `registry` with `config`.
-    pub fn new(registry: Registry, config: ServerConfig) -> Server {
-        Server {
-            registry: Arc::new(registry),
+    ///
+    /// # Errors
+    ///
+    /// A limit that cannot work ([`Limits::validate`](crate::Limits::validate)).
+    pub fn new(registry: Registry, config: ServerConfig) -> Result<Server, ConfigError> {
+        let limits = config.limits_ref();
+        limits.validate()?;
+        Ok(Server {
+            core: ServerCore::new(Arc::new(registry), limits.max_batch),
             config: Arc::new(config),
-        }
+        })
     }
 
     /// The hosted services.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.core.registry()
     }
 
-    /// Accepts and serves connections until `shutdown` completes; then stops
-    /// accepting, lets every connection finish the requests it is running
-    /// (up to [`Limits::shutdown_grace`](crate::Limits)), closes them, and returns.
+    /// Accepts and serves connections until `shutdown` is triggered; then
+    /// stops accepting, lets every connection finish the requests it is
+    /// running (up to [`Limits::shutdown_grace`](crate::Limits::shutdown_grace)),
+    /// closes them, and returns. When it returns, no task of it is left and
+    /// every socket it accepted is closed.
     ///
     /// # Errors
     ///
-    /// Only when accepting fails in a way that is not about one connection
-    /// (per-connection failures are logged and do not stop the server).
-    pub async fn serve(
+    /// None so far: per-connection failures are logged and do not stop the
+    /// server, and failing accepts are retried after a pause.
+    pub async fn serve<L: Listener>(
         &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
+        mut listener: L,
+        shutdown: Shutdown,
     ) -> std::io::Result<()> {
         let limits = self.config.limits_ref();
         // Accepting waits for a free slot, so excess connections queue in
         // the kernel's backlog instead of costing memory here.
         let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let (stop, stopping) = watch::channel(false);
         let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
         loop {
             let slot = tokio::select! {
-                () = &mut shutdown => break,
+                () = shutdown.triggered() => break,
                 slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
             };
-            let (stream, address) = tokio::select! {
-                () = &mut shutdown => break,
+            let (io, address) = tokio::select! {
+                () = shutdown.triggered() => break,
+                // Reap finished connections while waiting for the next one.
+                Some(_) = connections.join_next() => continue,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) if is_per_connection(&e) => {
@@ -96,18 +135,17 @@ impl Server {
                 },
             };
             let server = self.clone();
-            let stopping = stopping.clone();
+            let shutdown = shutdown.clone();
             connections.spawn(async move {
                 let _slot = slot;
-                if let Err(e) = server.serve_tcp(stream, address, stopping).await {
-                    tracing::debug!(%address, error = %e, "connection ended with an error");
+                if let Err(e) = server.serve_connection(io, address, shutdown).await {
+                    tracing::debug!(?address, error = %e, "connection ended with an error");
                 }
             });
-            // Reap finished connections so the set does not grow.
-            while connections.try_join_next().is_some() {}
         }
         drop(listener);
-        let _ = stop.send(true);
+        // Each connection bounds its own drain by the grace period; this
+        // outer bound catches one stuck elsewhere (a handshake, a write).
         let grace = limits.shutdown_grace + limits.shutdown_grace / 2;
         if tokio::time::timeout(grace, async {
             while connections.join_next().await.is_some() {}
@@ -121,19 +159,14 @@ impl Server {
         Ok(())
     }
 
-    async fn serve_tcp(
-        &self,
-        stream: TcpStream,
-        address: SocketAddr,
-        stopping: watch::Receiver<bool>,
-    ) -> Result<(), Error> {
-        stream.set_nodelay(true)?;
-        self.serve_connection(stream, Some(address), stopping).await
-    }
-
     /// Serves one connection over any byte stream until the peer closes it,
-    /// a fatal error occurs, or `stopping` turns `true` (then requests
-    /// already read finish, within the grace period, and are answered).
+    /// a fatal error occurs, or `shutdown` is triggered. On shutdown it
+    /// reads nothing more; requests already read but not started are
+    /// answered with the `shutting-down` condition, those running may finish
+    /// within the grace period and are answered, then the connection closes.
+    ///
+    /// Everything of the connection (its writer, its running requests) lives
+    /// in this future: dropping it closes the stream and cancels them.
     ///
     /// # Errors
     ///
@@ -142,7 +175,7 @@ impl Server {
         &self,
         mut io: S,
         address: Option<SocketAddr>,
-        mut stopping: watch::Receiver<bool>,
+        shutdown: Shutdown,
     ) -> Result<(), Error>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -153,7 +186,7 @@ impl Server {
             Some(encryption) => {
                 let session = tokio::select! {
                     session = transport::handshake(&mut io, &mut buf, encryption) => session?,
-                    () = stop_requested(&mut stopping) => return Ok(()),
+                    () = shutdown.triggered() => return Ok(()),
                 };
                 Some(Arc::new(session))
             }
@@ -164,139 +197,193 @@ impl Server {
             address,
         });
         let (rd, wr) = tokio::io::split(io);
-        let mut reader = MessageReader::new(rd, buf, limits.max_frame, session.clone());
-        let framer = Framer::new(session);
-        let (responses, queue) = mpsc::channel(limits.max_in_flight);
-        let mut writer = tokio::spawn(transport::write_messages(
-            wr,
-            queue,
-            FrameSink::new(),
-            Some(limits.idle_timeout),
-        ));
-        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.min(u32::MAX as usize)));
-        let mut requests = JoinSet::new();
-
-        // Set when the writer stops early (the peer stopped reading or the
-        // socket failed): then there is nobody left to answer.
-        let mut written = None;
-        let outcome = loop {
-            // Back-pressure: no reading while max_in_flight calls run.
-            let mut permit = tokio::select! {
-                permit = Arc::clone(&in_flight).acquire_owned() => permit.map_err(|_| Error::Closed)?,
-                () = stop_requested(&mut stopping) => break Ok(()),
-            };
-            let idle = requests.is_empty();
-            let next = tokio::select! {
-                next = reader.next() => next,
-                () = stop_requested(&mut stopping) => break Ok(()),
-                () = tokio::time::sleep(limits.idle_timeout), if idle => {
-                    tracing::debug!(?address, "closing an idle connection");
-                    break Ok(());
-                }
-                // Keep the set small while waiting for the next request.
-                Some(_) = requests.join_next(), if !idle => continue,
-                result = &mut writer => {
-                    written = Some(result);
-                    break Err(Error::Closed);
-                }
-            };
-            let payload = match next {
-                Ok(Some(payload)) => payload,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
-            let calls = match wire::parse_request(&payload) {
-                Ok(calls) => calls,
-                Err(e) => break Err(e.into()),
-            };
-            // One slot per call (the first was taken before reading).
-            let more = calls.len().clamp(1, limits.max_in_flight) - 1;
-            if more > 0 {
-                let extra = tokio::select! {
-                    extra = Arc::clone(&in_flight).acquire_many_owned(u32::try_from(more).unwrap_or(u32::MAX)) => extra.map_err(|_| Error::Closed)?,
-                    () = stop_requested(&mut stopping) => break Ok(()),
-                };
-                permit.merge(extra);
-            }
-            let work = self.respond(calls, &peer);
-            let responses = responses.clone();
-            let framer = framer.clone();
-            requests.spawn(async move {
-                if let Some(response) = work.await {
-                    // Fails only when the writer is gone: nobody to answer.
-                    let _ = responses.send(framer.frame(&response)).await;
-                }
-                drop(permit);
-            });
+        let mut connection = Connection {
+            core: &self.core,
+            peer,
+            framer: Framer::new(session.clone()),
+            slots: Arc::new(Semaphore::new(limits.max_in_flight)),
+            max_in_flight: limits.max_in_flight,
+            budget: ByteBudget::new(limits.max_connection_bytes),
+            requests: JoinSet::new(),
+            replies: None,
         };
+        // Every reply holds at least one slot, so the queue never holds
+        // more than `max_in_flight` replies and sending never waits.
+        let (replies, queue) = mpsc::channel(limits.max_in_flight);
+        connection.replies = Some(replies);
+        let mut reader = MessageReader::new(rd, buf, limits.max_frame, session);
+        let writer = transport::write_messages(wr, queue, Some(limits.write_stall));
+        tokio::pin!(writer);
 
-        if outcome.is_ok() && written.is_none() {
-            // Clean close or shutdown: finish what was read, answer it.
-            let drain = async { while requests.join_next().await.is_some() {} };
-            if tokio::time::timeout(limits.shutdown_grace, drain)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    ?address,
-                    "requests still running after the grace period; dropping them"
-                );
+        let outcome = tokio::select! {
+            outcome = connection.read_requests(&mut reader, &shutdown, limits.idle_timeout) => outcome,
+            written = &mut writer => return written.map_err(Error::from).and(Err(Error::Closed)),
+        };
+        if outcome.is_ok() {
+            // Requests read but not started are answered `shutting-down`;
+            // those running may finish within the grace period.
+            let drain = connection.finish(&mut reader, limits.shutdown_grace);
+            tokio::select! {
+                () = drain => {}
+                written = &mut writer => return written.map_err(Error::from).and(Err(Error::Closed)),
             }
         }
-        requests.shutdown().await;
-        drop(responses);
-        let written = match written {
-            Some(result) => result,
-            None => writer.await,
-        };
-        match written {
-            Ok(Ok(())) => outcome,
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(std::io::Error::other(e).into()),
-        }
-    }
-
-    /// The work for one parsed request: its response payload, if it needs one.
-    fn respond(
-        &self,
-        calls: Vec<Result<Call, InvalidCall>>,
-        peer: &Arc<Peer>,
-    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static + use<> {
-        let max_batch = self.config.limits_ref().max_batch;
-        if calls.len() <= max_batch {
-            return futures::future::Either::Left(self.registry.respond(calls, Arc::clone(peer)));
-        }
-        // Too many calls: answer each with an error and run none, which keeps
-        // the batch guarantee and tells the client exactly what happened.
-        let message = format!(
-            "a request may hold at most {max_batch} calls; this one holds {}",
-            calls.len()
-        );
-        let results: Vec<CallResult> = calls
-            .into_iter()
-            .filter_map(|entry| match entry {
-                Ok(call) => call.id,
-                Err(invalid) => invalid.id,
-            })
-            .map(|id| CallResult {
-                id,
-                outcome: Err(Condition::new(codes::BATCH_TOO_LARGE, message.clone())),
-                warnings: Vec::new(),
-            })
-            .collect();
-        futures::future::Either::Right(async move {
-            let mut out = Vec::new();
-            (!results.is_empty() && wire::write_response(&results, &mut out).is_ok()).then_some(out)
-        })
+        connection.requests.shutdown().await;
+        // The last senders go; the writer writes what is queued and closes.
+        drop(connection);
+        writer.await?;
+        outcome
     }
 }
 
-/// Completes once `stopping` turns `true`; never, if its sender is gone
-/// without having said so (a dropped sender is not a shutdown request).
-async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
-    if stopping.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
+/// One connection being served: what its reader and request tasks share.
+struct Connection<'a> {
+    core: &'a ServerCore,
+    peer: Arc<Peer>,
+    framer: Framer,
+    /// Calls handled or being answered; given back as replies are written.
+    slots: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// Bytes of requests handled and replies not yet written.
+    budget: Arc<ByteBudget>,
+    requests: JoinSet<()>,
+    /// The writer's queue; `None` only while being set up.
+    replies: Option<mpsc::Sender<Reply>>,
+}
+
+impl Connection<'_> {
+    /// Reads and starts requests until the peer closes the connection
+    /// (`Ok`), shutdown is triggered (`Ok`), it stays idle too long (`Ok`),
+    /// or something fails.
+    async fn read_requests<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut MessageReader<R>,
+        shutdown: &Shutdown,
+        idle_timeout: std::time::Duration,
+    ) -> Result<(), Error> {
+        loop {
+            // Back-pressure: read nothing while max_in_flight calls are
+            // held or the connection holds its byte budget.
+            let slot = tokio::select! {
+                slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| Error::Closed)?,
+                () = shutdown.triggered() => return Ok(()),
+            };
+            tokio::select! {
+                () = self.budget.below_limit() => {}
+                () = shutdown.triggered() => return Ok(()),
+            }
+            let next = tokio::select! {
+                next = reader.next() => next,
+                () = shutdown.triggered() => return Ok(()),
+                () = tokio::time::sleep(idle_timeout) => {
+                    // Idle: no call being handled or answered (only the
+                    // slot this loop took is held).
+                    if self.slots.available_permits() + 1 < self.max_in_flight {
+                        continue;
+                    }
+                    tracing::debug!(address = ?self.peer.address, "closing an idle connection");
+                    return Ok(());
+                }
+                // Keep the set small while waiting for the next request.
+                Some(_) = self.requests.join_next(), if !self.requests.is_empty() => continue,
+            };
+            let Some(payload) = next? else {
+                return Ok(());
+            };
+            let charge = self.budget.charge(payload.len());
+            let request = self.core.handle_request(&payload)?;
+            drop(payload);
+            // One slot per call (the first was taken before reading); a
+            // request of more calls than max_in_flight takes them all.
+            let mut slots = slot;
+            let more = request.calls().clamp(1, self.max_in_flight) - 1;
+            if more > 0 {
+                let more = u32::try_from(more).unwrap_or(u32::MAX);
+                tokio::select! {
+                    extra = Arc::clone(&self.slots).acquire_many_owned(more) => {
+                        slots.merge(extra.map_err(|_| Error::Closed)?);
+                    }
+                    () = shutdown.triggered() => {
+                        self.send(request.refuse(shutting_down()), slots, charge);
+                        return Ok(());
+                    }
+                }
+            }
+            self.start(request, slots, charge);
+        }
     }
+
+    /// Runs a request in its own task; its reply goes to the writer.
+    fn start(&mut self, request: Request, slots: OwnedSemaphorePermit, mut charge: Charge) {
+        let work = request.respond(Arc::clone(&self.peer));
+        let framer = self.framer.clone();
+        let Some(replies) = self.replies.clone() else {
+            return;
+        };
+        self.requests.spawn(async move {
+            if let Some(response) = work.await {
+                let frame = framer.frame(&response);
+                drop(response);
+                charge.resize(frame.len());
+                // Fails only when the writer is gone: nobody to answer.
+                let _ = replies.try_send(Reply {
+                    frame,
+                    _slots: slots,
+                    _bytes: charge,
+                });
+            }
+        });
+    }
+
+    /// Queues a response produced without running anything.
+    fn send(&self, response: Option<Vec<u8>>, slots: OwnedSemaphorePermit, mut charge: Charge) {
+        // Sending never waits: every queued reply holds a slot.
+        let (Some(response), Some(replies)) = (response, &self.replies) else {
+            return;
+        };
+        let frame = self.framer.frame(&response);
+        charge.resize(frame.len());
+        let _ = replies.try_send(Reply {
+            frame,
+            _slots: slots,
+            _bytes: charge,
+        });
+    }
+
+    /// Answers `shutting-down` to every request already read whole but not
+    /// started, without reading the socket any more; then lets the running
+    /// requests finish. All of it within `grace`.
+    async fn finish<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut MessageReader<R>,
+        grace: std::time::Duration,
+    ) {
+        let drain = async {
+            while let Ok(Some(payload)) = reader.buffered() {
+                let charge = self.budget.charge(payload.len());
+                // Not a request: nothing after it can be answered.
+                let Ok(request) = self.core.handle_request(&payload) else {
+                    break;
+                };
+                // A slot like any reply, so the writer's queue stays bounded.
+                let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+                    break;
+                };
+                self.send(request.refuse(shutting_down()), slot, charge);
+            }
+            while self.requests.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                address = ?self.peer.address,
+                "requests still running after the grace period; dropping them"
+            );
+        }
+    }
+}
+
+fn shutting_down() -> Condition {
+    Condition::new(codes::SHUTTING_DOWN, "the server is shutting down")
 }
 
 /// Accept errors that concern one connection only.

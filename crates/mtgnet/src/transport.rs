@@ -19,8 +19,12 @@ use crate::error::{Error, HandshakeFailure};
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4 * 1024;
 
-/// Upper bound on what the writer gathers from queued messages before one write.
+/// Upper bound on what the writer gathers from queued messages before one
+/// write; a frame at least this large is written on its own, uncopied.
 const WRITE_BATCH: usize = 256 * 1024;
+
+/// A read buffer grown past this by a large frame is replaced by a small one.
+const SHRINK_ABOVE: usize = 64 * 1024;
 
 /// Runs the handshake (PROTOCOL.md 6.2) on a fresh connection: send our
 /// 128-byte frame, then read the peer's, within the configured time.
@@ -90,8 +94,8 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Cancel-safe: a partly read frame stays buffered for the next call.
     pub(crate) async fn next(&mut self) -> Result<Option<BytesMut>, Error> {
         loop {
-            if let Some(payload) = self.decoder.decode(&mut self.buf)? {
-                return self.open(payload).map(Some);
+            if let Some(payload) = self.buffered()? {
+                return Ok(Some(payload));
             }
             self.buf.reserve(READ_CHUNK);
             if self.io.read_buf(&mut self.buf).await? == 0 {
@@ -101,6 +105,32 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 };
             }
         }
+    }
+
+    /// The next message if it is already buffered whole; reads nothing.
+    pub(crate) fn buffered(&mut self) -> Result<Option<BytesMut>, Error> {
+        let Some(payload) = self.decoder.decode(&mut self.buf)? else {
+            return Ok(None);
+        };
+        self.shrink();
+        self.open(payload).map(Some)
+    }
+
+    /// After a large frame, gives its buffer back instead of keeping it for
+    /// the connection's lifetime: what is left (usually nothing) moves to a
+    /// small buffer, and the large one is freed with the last frame using it.
+    fn shrink(&mut self) {
+        if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() <= READ_CHUNK {
+            let mut small = BytesMut::with_capacity(READ_CHUNK);
+            small.extend_from_slice(&self.buf);
+            self.buf = small;
+        }
+    }
+
+    /// The read buffer's capacity, for tests of its shrinking.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn open(&self, mut payload: BytesMut) -> Result<BytesMut, Error> {
@@ -154,75 +184,125 @@ impl Framer {
     }
 }
 
-/// Gathers frames into one reusable buffer for one `write`.
-pub(crate) struct FrameSink {
-    buf: BytesMut,
-}
-
-impl FrameSink {
-    pub(crate) fn new() -> FrameSink {
-        FrameSink {
-            // Grows on first use: idle connections cost no write buffer.
-            buf: BytesMut::new(),
-        }
-    }
-
-    fn push(&mut self, frame: &[u8]) {
-        self.buf.extend_from_slice(frame);
-    }
-
-    fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    async fn flush_to<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> std::io::Result<()> {
-        io.write_all(&self.buf).await?;
-        io.flush().await?;
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-/// Adds the frames already queued to `sink`, up to [`WRITE_BATCH`] bytes.
-fn gather(messages: &mut mpsc::Receiver<BytesMut>, sink: &mut FrameSink) {
-    while sink.len() < WRITE_BATCH {
-        match messages.try_recv() {
-            Ok(message) => sink.push(&message),
-            Err(_) => break,
-        }
-    }
-}
-
 /// Writes every message from `messages` until all senders are gone, then
 /// shuts the write side down. Messages queued while a write is under way
-/// go out together in the next write (one syscall for many frames).
+/// go out together in the next write (one syscall for many frames); a
+/// message of [`WRITE_BATCH`] bytes or more is written on its own, without
+/// copying it.
+///
+/// Each message is dropped only once the write that carries it has
+/// completed: whatever it holds (a call slot, bytes of the connection's
+/// budget, a sender that tells its caller it was written) is given back
+/// then, not when it was queued.
 ///
 /// A write that makes no progress for `stall_limit` (a peer that stopped
-/// reading) fails with `TimedOut`, so such a peer cannot pin the
-/// connection's resources forever.
-pub(crate) async fn write_messages<W: AsyncWrite + Unpin>(
+/// reading) fails with `TimedOut`; every byte the socket accepts restarts
+/// the clock, so a large message over a slow but live link is not cut.
+pub(crate) async fn write_messages<W, M>(
     mut io: W,
-    mut messages: mpsc::Receiver<BytesMut>,
-    mut sink: FrameSink,
+    mut messages: mpsc::Receiver<M>,
     stall_limit: Option<Duration>,
-) -> std::io::Result<()> {
-    while let Some(message) = messages.recv().await {
-        sink.push(&message);
-        gather(&mut messages, &mut sink);
-        if sink.len() < WRITE_BATCH {
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    M: AsRef<[u8]>,
+{
+    let mut batch = Batch::default();
+    // A large message taken from the queue while gathering, written next.
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(message) => message,
+            None => match messages.recv().await {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        if first.as_ref().len() >= WRITE_BATCH {
+            write_with_stall(&mut io, first.as_ref(), stall_limit).await?;
+            continue;
+        }
+        batch.push(first);
+        next = batch.gather(&mut messages);
+        if next.is_none() && batch.bytes.len() < WRITE_BATCH {
             // Under load, the tasks producing the next messages are usually
             // ready to run: one turn for them first saves a syscall per frame.
             tokio::task::yield_now().await;
-            gather(&mut messages, &mut sink);
+            next = batch.gather(&mut messages);
         }
-        match stall_limit {
-            None => sink.flush_to(&mut io).await?,
-            Some(limit) => tokio::time::timeout(limit, sink.flush_to(&mut io))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")
-                })??,
-        }
+        write_with_stall(&mut io, &batch.bytes, stall_limit).await?;
+        batch.clear();
     }
     io.shutdown().await
+}
+
+/// Messages gathered for one write: their bytes copied into one reusable
+/// buffer, the messages themselves kept until that write completes.
+struct Batch<M> {
+    bytes: BytesMut,
+    held: Vec<M>,
+}
+
+impl<M> Default for Batch<M> {
+    fn default() -> Self {
+        Batch {
+            // Grows on first use: idle connections cost no write buffer.
+            bytes: BytesMut::new(),
+            held: Vec::new(),
+        }
+    }
+}
+
+impl<M: AsRef<[u8]>> Batch<M> {
+    fn push(&mut self, message: M) {
+        self.bytes.extend_from_slice(message.as_ref());
+        self.held.push(message);
+    }
+
+    /// Adds the messages already queued, up to [`WRITE_BATCH`] bytes;
+    /// returns a large message met on the way, to be written on its own.
+    fn gather(&mut self, messages: &mut mpsc::Receiver<M>) -> Option<M> {
+        while self.bytes.len() < WRITE_BATCH {
+            match messages.try_recv() {
+                Ok(message) if message.as_ref().len() >= WRITE_BATCH => return Some(message),
+                Ok(message) => self.push(message),
+                Err(_) => break,
+            }
+        }
+        None
+    }
+
+    /// Forgets what was written, releasing the messages. The buffer never
+    /// holds more than two batches' worth, so it is kept for reuse.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.held.clear();
+    }
+}
+
+/// Writes all of `bytes`, failing when no byte is accepted for `stall_limit`.
+async fn write_with_stall<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    mut bytes: &[u8],
+    stall_limit: Option<Duration>,
+) -> std::io::Result<()> {
+    let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading");
+    while !bytes.is_empty() {
+        let written = match stall_limit {
+            None => io.write(bytes).await?,
+            Some(limit) => tokio::time::timeout(limit, io.write(bytes))
+                .await
+                .map_err(|_| stalled())??,
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    match stall_limit {
+        None => io.flush().await,
+        Some(limit) => tokio::time::timeout(limit, io.flush())
+            .await
+            .map_err(|_| stalled())?,
+    }
 }

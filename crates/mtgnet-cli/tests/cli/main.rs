@@ -6,5 +6,6 @@ mod demo;
 mod hostile;
 
 mod keys;
+mod memory;
 mod serve;
 mod util;

@@ -176,6 +176,11 @@ impl Server {
         self.public_key.as_deref().expect("an encrypted server")
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub(crate) fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
         let sent = Command::new("kill")

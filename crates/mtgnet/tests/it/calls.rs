@@ -451,12 +451,14 @@ async fn server_answers_the_transcript_request_byte_for_byte() {
 }
 
 #[tokio::test]
-async fn serve_connection_keeps_serving_when_the_stop_sender_is_dropped() {
-    let server = mtgnet::Server::new(crate::util::registry(), mtgnet::ServerConfig::plain());
+async fn serve_connection_keeps_serving_when_a_shutdown_handle_is_dropped() {
+    let server = mtgnet::Server::new(crate::util::registry(), mtgnet::ServerConfig::plain())
+        .expect("valid limits");
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    drop(stop);
-    tokio::spawn(async move { server.serve_connection(server_io, None, stopping).await });
+    let shutdown = mtgnet::Shutdown::new();
+    let observed = shutdown.clone();
+    drop(shutdown);
+    tokio::spawn(async move { server.serve_connection(server_io, None, observed).await });
     let (client, driver) = Client::new(client_io, ClientConfig::plain())
         .await
         .expect("client");

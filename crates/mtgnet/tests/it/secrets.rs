@@ -53,21 +53,17 @@ fn secrets_stay_out_of_trace_logs_and_debug_output() {
                 .with(mtgnet::demo::test_service())
                 .with(Service::new("Extra"));
             let server_encryption = Encryption::new(Arc::clone(&server_identity));
-            let server = Server::new(registry, ServerConfig::encrypted(server_encryption.clone()));
+            let server = Server::new(registry, ServerConfig::encrypted(server_encryption.clone()))
+                .expect("valid limits");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let stop = mtgnet::Shutdown::new();
             let serving = tokio::spawn({
                 let server = server.clone();
-                async move {
-                    server
-                        .serve(listener, async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                }
+                let stop = stop.clone();
+                async move { server.serve(listener, stop).await }
             });
 
             let encryption = Encryption::new(Arc::clone(&client_identity))
@@ -95,7 +91,7 @@ fn secrets_stay_out_of_trace_logs_and_debug_output() {
                 format!("{:?}", client_identity.to_base64()),
             ]);
             drop(client);
-            let _ = stop.send(());
+            stop.trigger();
             serving.await.expect("task").expect("serve");
         });
     });

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use mtgnet::{
     AuthorizedKeys, Client, ClientConfig, Encryption, IdentitySecret, Limits, Registry, Server,
-    ServerConfig, Service,
+    ServerConfig, Service, Shutdown,
 };
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Every wait in these tests is bounded by this.
@@ -17,7 +16,7 @@ pub(crate) const BOUND: Duration = Duration::from_secs(10);
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) identity: Option<Arc<IdentitySecret>>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Shutdown,
     pub(crate) task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -63,19 +62,16 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("bound address");
-        let server = Server::new(registry, config);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let server = Server::new(registry, config).expect("valid limits");
+        let stop = Shutdown::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { server.serve(listener, stop).await }
         });
         TestServer {
             addr,
             identity,
-            stop: Some(stop),
+            stop,
             task: Some(task),
         }
     }
@@ -99,9 +95,7 @@ impl TestServer {
 
     /// Signals shutdown and waits for `serve` to return.
     pub(crate) async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.trigger();
         if let Some(task) = self.task.take() {
             bounded(task)
                 .await
