@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mtgnet_encryption::{DecryptError, PublicKey};
 use mtgnet_proto::framing::FrameError;
-use mtgnet_proto::{Condition, MessageError, ProtocolError};
+use mtgnet_proto::{Condition, MessageError, ProtocolError, RequestError};
 
 /// Why a connection failed or closed.
 ///
@@ -66,6 +66,47 @@ pub enum Error {
     /// The connection closed (by the peer, or after an earlier error).
     #[error("connection closed")]
     Closed,
+    /// Every slot for calls in flight
+    /// ([`ClientConfig::max_in_flight`](crate::ClientConfig::max_in_flight))
+    /// was held by calls whose callers gave up (timed out or cancelled)
+    /// and that the server left unanswered: no call could be sent any
+    /// more, so the client closed the connection.
+    #[error(
+        "closed: the server left all {max_in_flight} calls in flight unanswered after their callers gave up"
+    )]
+    TooManyAbandoned {
+        /// The cap on calls in flight that abandoned calls filled.
+        max_in_flight: usize,
+    },
+    /// The client's table of calls in flight refused a request. The
+    /// client waits for free slots and hands out fresh ids, so this does
+    /// not happen; it is reported instead of panicking if it ever does.
+    #[error("request refused: {0}")]
+    Request(#[from] RequestError),
+    /// A setting cannot work; reported when the client or server is created.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// A setting that cannot work, reported (inside [`Error::Config`]) when a
+/// client or server is created, instead of a panic later.
+///
+/// ```
+/// use mtgnet::{Client, ClientConfig, ConfigError, Error};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (client_io, _server_io) = tokio::io::duplex(1024);
+/// let err = Client::new(client_io, ClientConfig::plain().max_in_flight(0)).await.unwrap_err();
+/// assert!(matches!(err, Error::Config(ConfigError::Zero("max_in_flight"))));
+/// # }
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting that must be at least 1 is 0; it carries the setting's name.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 /// The ways a handshake can fail before any signature is checked.

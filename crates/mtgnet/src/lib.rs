@@ -61,7 +61,7 @@ mod transport;
 
 pub use client::{Client, ClientDriver, Reply};
 pub use config::{ClientConfig, DEFAULT_HANDSHAKE_TIMEOUT, Encryption, Limits, ServerConfig};
-pub use error::{CallError, Error, HandshakeFailure};
+pub use error::{CallError, ConfigError, Error, HandshakeFailure};
 pub use server::Server;
 
 pub use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
