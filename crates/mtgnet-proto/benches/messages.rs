@@ -21,7 +21,7 @@ fn request(calls: usize, payload: usize) -> Vec<u8> {
     }
     let mut out = Vec::new();
     ClientCore::new()
-        .encode_request(&batch, &mut out)
+        .encode_request(&batch, &mut out, ())
         .expect("encodes");
     out
 }
@@ -67,7 +67,7 @@ fn write(c: &mut Criterion) {
             let mut batch = Batch::new();
             batch.call("Test", "echo", args.clone());
             out.clear();
-            let key = core.encode_request(&batch, &mut out).expect("encodes");
+            let key = core.encode_request(&batch, &mut out, ()).expect("encodes");
             core.abandon(key.expect("a call"));
             black_box(&out);
         })
@@ -100,7 +100,8 @@ fn round_trip(c: &mut Criterion) {
             let mut batch = Batch::new();
             batch.call("Test", "echo", args.clone());
             request.clear();
-            core.encode_request(&batch, &mut request).expect("encodes");
+            core.encode_request(&batch, &mut request, ())
+                .expect("encodes");
             let calls = wire::parse_request(&request).expect("valid");
             let response = futures::executor::block_on(registry.respond(calls, Arc::clone(&peer)))
                 .expect("answered");

@@ -103,7 +103,7 @@ impl MessageError {
 ///
 /// let mut batch = Batch::new();
 /// batch.call("Test", "echo", RawJson::from_serialize(&(1,)).unwrap());
-/// core.encode_request(&batch, &mut Vec::new()).unwrap();
+/// core.encode_request(&batch, &mut Vec::new(), ()).unwrap();
 /// let unknown = core.handle_response(br#"[{"id":9,"data":0}]"#).unwrap_err();
 /// assert!(matches!(unknown, ProtocolError::UnknownId(id) if id == Id::from(9)));
 /// assert_eq!(core.in_flight(), 1);
@@ -134,4 +134,45 @@ pub enum ProtocolError {
     /// A response arrived while no call was in flight.
     #[error("unsolicited response: no call is in flight")]
     Unsolicited,
+}
+
+/// Why [`ClientCore`](crate::client::ClientCore) refuses to register a request.
+///
+/// Unlike [`ProtocolError`], this is the caller's business, not the peer's:
+/// the connection is fine, the request is not sent.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use mtgnet_proto::client::{Batch, ClientCore};
+/// use mtgnet_proto::{Id, RawJson, RequestError};
+///
+/// let mut core: ClientCore = ClientCore::with_max_in_flight(NonZeroUsize::MIN);
+/// let mut batch = Batch::new();
+/// batch.call("Test", "echo", RawJson::from_serialize(&(1,)).unwrap());
+/// core.encode_request(&batch, &mut Vec::new(), ()).unwrap();
+/// let full = core.encode_request(&batch, &mut Vec::new(), ()).unwrap_err();
+/// assert!(matches!(full, RequestError::Full { needed: 1, free: 0 }));
+///
+/// // Id 1 is in flight already.
+/// let duplicate = core.insert_in_flight(vec![Id::from(1)], ()).unwrap_err();
+/// assert!(matches!(duplicate, RequestError::DuplicateId(id) if id == Id::from(1)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The arguments could not be serialized to JSON.
+    #[error("the request cannot be serialized: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The request needs more slots than are free: wait for answers first.
+    #[error("{needed} slots needed, {free} free")]
+    Full {
+        /// Slots the request takes: its calls, at most the cap on calls in flight.
+        needed: usize,
+        /// Slots free now.
+        free: usize,
+    },
+    /// An id is already in flight (or appears twice in the request): its
+    /// results could not be told apart.
+    #[error("id {0} is already in flight")]
+    DuplicateId(Id),
 }

@@ -35,7 +35,7 @@
 //! let mut batch = Batch::new();
 //! batch.call("Test", "add", RawJson::from_serialize(&(2, 3)).unwrap());
 //! let mut json = Vec::new();
-//! client.encode_request(&batch, &mut json).unwrap();
+//! client.encode_request(&batch, &mut json, ()).unwrap();
 //! let mut wire_bytes = BytesMut::new();
 //! encode_frame(&json, &mut wire_bytes);
 //!
@@ -65,7 +65,7 @@ mod service;
 pub mod wire;
 
 pub use condition::{Condition, codes};
-pub use error::{Error, MessageError, ProtocolError};
+pub use error::{Error, MessageError, ProtocolError, RequestError};
 pub use id::Id;
 pub use json::RawJson;
 pub use registry::{RPC_VERSION, Registry, RegistryError, RpcVersion, SYSTEM};
@@ -92,7 +92,7 @@ pub mod fuzzing {
             let mut batch = crate::client::Batch::new();
             batch.call("S", "m", crate::RawJson::empty_array());
             batch.call("S", "m", crate::RawJson::empty_array());
-            let _ = core.encode_request(&batch, &mut Vec::new());
+            let _ = core.encode_request(&batch, &mut Vec::new(), ());
         }
         for payload in data.split(|&b| b == 0) {
             if core.handle_response(payload).is_ok() {

@@ -116,22 +116,22 @@ impl Client {
 
     /// Sends a notification; see [`crate::Client::notify`].
     ///
+    /// Returns once the socket has accepted the whole notification, so it
+    /// is not lost when this client is dropped right after (the driver
+    /// runs only while a method of this client blocks).
+    ///
     /// # Errors
     ///
-    /// As [`crate::Client::notify`].
+    /// As [`crate::Client::notify`]; [`CallError::Connection`] also when
+    /// the connection ends before the notification is written.
     pub fn notify<A: Serialize>(
         &self,
         service: &str,
         method: &str,
         args: A,
     ) -> Result<(), CallError> {
-        self.runtime.block_on(async {
-            self.inner.notify(service, method, args).await?;
-            // Give the driver a turn so the notification is written before
-            // this thread goes back to work that may not call again.
-            tokio::task::yield_now().await;
-            Ok(())
-        })
+        self.runtime
+            .block_on(self.inner.notify_written(service, method, args))
     }
 
     /// Sends a batch; see [`crate::Client::batch`].

@@ -1,9 +1,11 @@
 //! Connection settings: encryption and limits, with documented defaults.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
+use mtgnet_proto::client::DEFAULT_MAX_IN_FLIGHT;
 use mtgnet_proto::framing::DEFAULT_MAX_FRAME;
 
 use crate::error::ConfigError;
@@ -81,31 +83,46 @@ impl Encryption {
 
 /// Client settings.
 ///
+/// Every wait has a bound by default: a call fails after 60 s without an
+/// answer, a write that makes no progress for 30 s fails the connection,
+/// and at most 1,024 calls are in flight at once (further calls wait for a
+/// slot).
+///
 /// ```
 /// use std::time::Duration;
 /// use mtgnet::ClientConfig;
 ///
-/// let config = ClientConfig::plain().call_timeout(Duration::from_secs(30));
+/// let config = ClientConfig::plain()
+///     .call_timeout(Duration::from_secs(30))
+///     .max_in_flight(64);
 /// assert!(config.encryption().is_none());
+///
+/// // Calls that may take as long as they need, bounded by the connection only.
+/// let patient = ClientConfig::plain().call_timeout(None);
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     encryption: Option<Encryption>,
     call_timeout: Option<Duration>,
     max_frame: usize,
+    max_in_flight: usize,
+    write_stall: Option<Duration>,
 }
 
 impl ClientConfig {
-    /// An unencrypted connection; no call timeout; 16 MiB frames.
+    /// An unencrypted connection; 60 s call timeout, 30 s write stall,
+    /// 1,024 calls in flight, 16 MiB frames.
     pub fn plain() -> ClientConfig {
         ClientConfig {
             encryption: None,
-            call_timeout: None,
+            call_timeout: Some(Duration::from_secs(60)),
             max_frame: DEFAULT_MAX_FRAME,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            write_stall: Some(Duration::from_secs(30)),
         }
     }
 
-    /// An encrypted connection.
+    /// An encrypted connection, with the same defaults as [`ClientConfig::plain`].
     pub fn encrypted(encryption: Encryption) -> ClientConfig {
         ClientConfig {
             encryption: Some(encryption),
@@ -114,11 +131,14 @@ impl ClientConfig {
     }
 
     /// Fails a call with [`CallError::Timeout`](crate::CallError::Timeout)
-    /// when its result takes longer than `timeout` (default: wait forever,
-    /// until the connection closes).
+    /// when it takes longer than `timeout` (default 60 s), counted from
+    /// the call: waiting for a free slot (see
+    /// [`max_in_flight`](ClientConfig::max_in_flight)) and for the answer.
+    /// `None` waits as long as the connection lives. The connection stays
+    /// usable after a timeout.
     #[must_use]
-    pub fn call_timeout(mut self, timeout: Duration) -> ClientConfig {
-        self.call_timeout = Some(timeout);
+    pub fn call_timeout(mut self, timeout: impl Into<Option<Duration>>) -> ClientConfig {
+        self.call_timeout = timeout.into();
         self
     }
 
@@ -126,6 +146,35 @@ impl ClientConfig {
     #[must_use]
     pub fn max_frame(mut self, bytes: usize) -> ClientConfig {
         self.max_frame = bytes;
+        self
+    }
+
+    /// Calls in flight at once on the connection (default 1,024): further
+    /// calls wait for a slot (back-pressure), within their call timeout. A
+    /// batch takes one slot per call; a batch with more calls than this
+    /// takes every slot and runs alone.
+    ///
+    /// A call that timed out or was cancelled keeps its slot until its
+    /// answer arrives. When every slot is held by such abandoned calls,
+    /// the connection is closed with
+    /// [`Error::TooManyAbandoned`](crate::Error::TooManyAbandoned).
+    ///
+    /// 0 is refused when the client is created
+    /// ([`Error::Config`](crate::Error::Config)); values above
+    /// 2<sup>32</sup> − 1 mean 2<sup>32</sup> − 1.
+    #[must_use]
+    pub fn max_in_flight(mut self, calls: usize) -> ClientConfig {
+        self.max_in_flight = calls;
+        self
+    }
+
+    /// Fails the connection when a write makes no progress (the socket
+    /// accepts no byte) for `limit` (default 30 s): a server that stopped
+    /// reading cannot hold the client's requests forever. `None` waits as
+    /// long as the socket does.
+    #[must_use]
+    pub fn write_stall(mut self, limit: impl Into<Option<Duration>>) -> ClientConfig {
+        self.write_stall = limit.into();
         self
     }
 
@@ -140,6 +189,23 @@ impl ClientConfig {
 
     pub(crate) fn frame_limit(&self) -> usize {
         self.max_frame
+    }
+
+    pub(crate) fn write_stall_limit(&self) -> Option<Duration> {
+        self.write_stall
+    }
+
+    /// The cap on calls in flight, checked: at least 1, and no more than a
+    /// semaphore can count (so that nothing panics later).
+    pub(crate) fn in_flight_cap(&self) -> Result<NonZeroUsize, ConfigError> {
+        let most = usize::try_from(u32::MAX)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        NonZeroUsize::new(self.max_in_flight.min(most)).ok_or_else(|| ConfigError::OutOfRange {
+            setting: "max_in_flight",
+            value: "0".to_owned(),
+            expected: "at least 1".to_owned(),
+        })
     }
 }
 

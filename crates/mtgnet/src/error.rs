@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mtgnet_encryption::{DecryptError, PublicKey};
 use mtgnet_proto::framing::FrameError;
-use mtgnet_proto::{Condition, MessageError, ProtocolError};
+use mtgnet_proto::{Condition, MessageError, ProtocolError, RequestError};
 
 /// Why a connection failed or closed.
 ///
@@ -66,17 +66,45 @@ pub enum Error {
     /// The connection closed (by the peer, or after an earlier error).
     #[error("connection closed")]
     Closed,
+    /// Every slot for calls in flight
+    /// ([`ClientConfig::max_in_flight`](crate::ClientConfig::max_in_flight))
+    /// was held by calls whose callers gave up (timed out or cancelled)
+    /// and that the server left unanswered: no call could be sent any
+    /// more, so the client closed the connection.
+    #[error(
+        "closed: the server left all {max_in_flight} calls in flight unanswered after their callers gave up"
+    )]
+    TooManyAbandoned {
+        /// The cap on calls in flight that abandoned calls filled.
+        max_in_flight: usize,
+    },
+    /// The client's table of calls in flight refused a request. The
+    /// client waits for free slots and hands out fresh ids, so this does
+    /// not happen; it is reported instead of panicking if it ever does.
+    #[error("request refused: {0}")]
+    Request(#[from] RequestError),
+    /// A setting cannot work; reported when the client or server is created.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
 }
 
-/// A setting that cannot work, refused before anything starts.
+/// A setting that cannot work, refused when a client or server is created
+/// (inside [`Error::Config`] for a client) instead of a panic later.
 ///
 /// ```
-/// use mtgnet::{ConfigError, Limits, Registry, Server, ServerConfig};
+/// use mtgnet::{Client, ClientConfig, ConfigError, Error, Limits, Registry, Server, ServerConfig};
 ///
 /// let config = ServerConfig::plain().limits(Limits::default().max_in_flight(0));
 /// let err = Server::new(Registry::new(), config).unwrap_err();
 /// assert!(matches!(err, ConfigError::OutOfRange { setting: "max_in_flight", .. }));
 /// assert_eq!(err.to_string(), "max_in_flight is 0; it must be from 1 to 4294967295");
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (client_io, _server_io) = tokio::io::duplex(1024);
+/// let err = Client::new(client_io, ClientConfig::plain().max_in_flight(0)).await.unwrap_err();
+/// assert!(matches!(err, Error::Config(ConfigError::OutOfRange { setting: "max_in_flight", .. })));
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

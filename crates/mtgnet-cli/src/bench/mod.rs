@@ -137,7 +137,10 @@ impl TryFrom<BenchArgs> for BenchSettings {
         };
         Ok(BenchSettings::Load(Box::new(LoadSettings {
             target,
-            client: client.call_timeout(args.timeout),
+            // The client's own cap must not throttle the requested load.
+            client: client
+                .call_timeout(args.timeout)
+                .max_in_flight(args.in_flight),
             kind,
             connections: args.connections,
             in_flight: if kind == Kind::Calls {

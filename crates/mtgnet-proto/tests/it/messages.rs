@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mtgnet_proto::client::ClientCore;
 use mtgnet_proto::wire::{self, CallResult};
-use mtgnet_proto::{Condition, Id, Peer, ProtocolError, RawJson, Registry, Service};
+use mtgnet_proto::{Condition, Id, Peer, ProtocolError, RawJson, Registry, RequestError, Service};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -285,7 +285,8 @@ fn written_results_read_back_the_same() {
 fn invalid_response_vectors_are_protocol_errors() {
     for case in vectors().invalid_responses {
         let mut core = ClientCore::new();
-        core.insert_in_flight(vec![Id::from(1)]);
+        core.insert_in_flight(vec![Id::from(1)], ())
+            .expect("fresh id");
         let outcome = core.handle_response(case.json.as_bytes());
         assert!(outcome.is_err(), "{}: must be a protocol error", case.name);
     }
@@ -301,7 +302,9 @@ fn client_case_vectors_match_results_to_calls_in_flight() {
                     .iter()
                     .map(|v| id(&v.to_string()).expect("non-null"))
                     .collect(),
-            );
+                (),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         }
         let outcome = core.handle_response(case.response.as_bytes());
         match case.expect.as_str() {
@@ -381,7 +384,8 @@ fn edge_keys_differing_in_case_inside_args_are_user_data() {
 #[test]
 fn edge_float_id_does_not_match_integer_id() {
     let mut core = ClientCore::new();
-    core.insert_in_flight(vec![Id::from(1)]);
+    core.insert_in_flight(vec![Id::from(1)], ())
+        .expect("fresh id");
     let err = core
         .handle_response(edge("id 1.0 answered for id 1").json.as_bytes())
         .expect_err("1.0 is not 1");
@@ -406,4 +410,29 @@ fn every_edge_case_is_covered() {
             case.name
         );
     }
+}
+
+#[test]
+fn a_duplicate_id_in_flight_is_refused_not_overwritten() {
+    let mut core = ClientCore::new();
+    let first = core
+        .insert_in_flight(vec![Id::from(1)], ())
+        .expect("fresh id");
+    let err = core
+        .insert_in_flight(vec![Id::from(2), Id::from(1)], ())
+        .expect_err("id 1 is in flight");
+    assert!(
+        matches!(err, RequestError::DuplicateId(ref id) if *id == Id::from(1)),
+        "{err}"
+    );
+    assert_eq!(
+        core.in_flight(),
+        1,
+        "the refused request left nothing behind"
+    );
+    core.handle_response(br#"[{"id":1,"data":0}]"#)
+        .expect("answers the first request");
+    assert_eq!(core.poll_completion().expect("complete").request, first);
+    core.insert_in_flight(vec![Id::from(2)], ())
+        .expect("id 2 was never registered");
 }

@@ -43,7 +43,7 @@ impl Pair {
         let mut json = Vec::new();
         let key = self
             .client
-            .encode_request(batch, &mut json)
+            .encode_request(batch, &mut json, ())
             .expect("encodes");
         encode_frame(&json, &mut self.to_server);
         key

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mtgnet::{AuthorizedKeys, CallError, ClientConfig, Encryption, IdentitySecret, blocking};
 
-use crate::util::TestServer;
+use crate::util::{BOUND, TestServer};
 
 fn with_server(encrypted: bool, test: impl FnOnce(&TestServer) + Send) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -54,4 +54,42 @@ fn blocking_client_reports_a_pin_mismatch() {
             blocking::Client::connect(server.addr, config).expect_err("pinned to another key");
         assert!(matches!(err, mtgnet::Error::NotAuthorized(_)), "{err}");
     });
+}
+
+#[test]
+fn blocking_notify_then_drop_still_reaches_the_server() {
+    let (hits, hit) = std::sync::mpsc::channel::<u32>();
+    let hits = std::sync::Mutex::new(hits);
+    let registry = mtgnet::Registry::new().with(mtgnet::Service::new("Record").method(
+        "hit",
+        "Records its argument.",
+        move |(n,): (u32,)| {
+            let _ = hits.lock().expect("lock").send(n);
+            async move { Ok(()) }
+        },
+    ));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(TestServer::start(
+        mtgnet::ServerConfig::plain(),
+        None,
+        registry,
+    ));
+    for n in 0..20 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let client = blocking::Client::connect(server.addr, server.client_config())
+                    .expect("connects");
+                client.notify("Record", "hit", (n,)).expect("notify");
+                // Dropped at once: the notification must already be on the wire.
+            })
+            .join()
+            .expect("client thread");
+        });
+        assert_eq!(
+            hit.recv_timeout(BOUND),
+            Ok(n),
+            "notification {n} reached the server"
+        );
+    }
+    drop(server);
 }

@@ -3,6 +3,7 @@
 mod adversarial;
 mod blocking;
 mod calls;
+mod client;
 mod encrypted;
 mod load;
 mod secrets;
