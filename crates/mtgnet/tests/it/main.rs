@@ -6,5 +6,6 @@ mod calls;
 mod client;
 mod encrypted;
 mod load;
+mod runtime;
 mod secrets;
 mod util;
