@@ -306,3 +306,35 @@ async fn write_with_stall<W: AsyncWrite + Unpin>(
             .map_err(|_| stalled())?,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn read_buffer_shrinks_back_after_a_large_frame() {
+        let (mut peer, io) = tokio::io::duplex(1 << 20);
+        let big = vec![b'b'; 16 * 1024 * 1024];
+        let writing = tokio::spawn(async move {
+            let mut frames = BytesMut::new();
+            framing::encode_frame(&big, &mut frames);
+            framing::encode_frame(b"small", &mut frames);
+            peer.write_all(&frames).await.expect("write");
+            peer
+        });
+        let mut reader = MessageReader::new(io, BytesMut::new(), 32 * 1024 * 1024, None);
+        let first = reader.next().await.expect("read").expect("a frame");
+        assert_eq!(first.len(), 16 * 1024 * 1024);
+        drop(first);
+        assert!(
+            reader.capacity() <= SHRINK_ABOVE,
+            "the read buffer kept {} bytes after the large frame",
+            reader.capacity()
+        );
+        let second = reader.next().await.expect("read").expect("a frame");
+        assert_eq!(&second[..], b"small");
+        drop(writing.await);
+    }
+}

@@ -62,6 +62,35 @@ fn serve_bad_usage_exits_2() {
 }
 
 #[test]
+fn serve_refuses_limits_that_cannot_work_with_exit_2() {
+    for (flag, message) in [
+        (
+            "--max-in-flight",
+            "error: invalid --max-in-flight: max_in_flight is 0; it must be from 1 to 4294967295",
+        ),
+        (
+            "--max-connections",
+            "error: invalid --max-connections: max_connections is 0; it must be from 1 to 4294967295",
+        ),
+        (
+            "--max-connection-bytes",
+            "error: invalid --max-connection-bytes: max_connection_bytes is 0; it must be at least 1",
+        ),
+        (
+            "--write-stall",
+            "error: invalid --write-stall: write_stall is 0s; it must be more than zero",
+        ),
+    ] {
+        let out = run(&["serve", "--plain", "--listen", "127.0.0.1:0", flag, "0"]);
+        assert_eq!(
+            (out.code, out.stderr.trim_end(), out.stdout.as_str()),
+            (Some(2), message, ""),
+            "{flag} 0"
+        );
+    }
+}
+
+#[test]
 fn serve_rejects_an_invalid_authorized_keys_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let keys = dir.path().join("authorized_keys");

@@ -51,8 +51,11 @@ fn serve_in_memory(
     )
     .expect("valid limits");
     let (client, server_io) = tokio::io::duplex(buffer);
-    let serving =
-        tokio::spawn(async move { server.serve_connection(server_io, None, Shutdown::new()).await });
+    let serving = tokio::spawn(async move {
+        server
+            .serve_connection(server_io, None, Shutdown::new())
+            .await
+    });
     (client, calls, serving)
 }
 
@@ -98,8 +101,12 @@ async fn a_call_slot_is_held_until_its_reply_is_written_not_when_it_is_queued() 
     // 64 KiB of buffer: no 1 MiB reply is ever written whole.
     let (mut client, calls, _serving) = serve_in_memory(limits, 64 * 1024);
     for id in 1..=20 {
-        let request = format!(r#"[{{"service":"Count","method":"make","args":[1048576],"id":{id}}}]"#);
-        client.write_all(&frame(request.as_bytes())).await.expect("write");
+        let request =
+            format!(r#"[{{"service":"Count","method":"make","args":[1048576],"id":{id}}}]"#);
+        client
+            .write_all(&frame(request.as_bytes()))
+            .await
+            .expect("write");
     }
     assert_eq!(
         settled(&calls).await,
@@ -173,7 +180,13 @@ async fn a_large_reply_over_a_slow_but_live_link_is_not_cut_by_the_stall_limit()
     while total(&received).is_none_or(|total| received.len() < total) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let n = bounded(client.read(&mut chunk)).await.expect("read");
-        assert_ne!(n, 0, "cut after {} bytes and {:?}", received.len(), started.elapsed());
+        assert_ne!(
+            n,
+            0,
+            "cut after {} bytes and {:?}",
+            received.len(),
+            started.elapsed()
+        );
         received.extend_from_slice(&chunk[..n]);
     }
     let mut rest = received.as_slice();
@@ -215,7 +228,9 @@ async fn shutdown_answers_requests_read_but_not_started_with_shutting_down() {
     // One write: the second request is read with the first, and waits for
     // the one slot while the first sleeps.
     let mut both = frame(br#"[{"service":"Test","method":"sleep","args":[400],"id":1}]"#);
-    both.extend(frame(br#"[{"service":"Test","method":"add","args":[1,2],"id":2}]"#));
+    both.extend(frame(
+        br#"[{"service":"Test","method":"add","args":[1,2],"id":2}]"#,
+    ));
     stream.write_all(&both).await.expect("write");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(async move {
@@ -239,17 +254,25 @@ async fn when_serve_returns_no_task_of_it_is_left_holding_a_socket() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
     let limits = Limits::default().shutdown_grace(Duration::from_millis(200));
-    let mut server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
+    let mut server =
+        TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
     // An 8 MiB reply to a client that never reads: the writer stalls with
     // far more than the socket buffers can take.
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     let text = "s".repeat(8 * 1024 * 1024);
     let request = format!(r#"[{{"service":"Test","method":"echo","args":["{text}"],"id":1}}]"#);
-    stream.write_all(&frame(request.as_bytes())).await.expect("write");
+    stream
+        .write_all(&frame(request.as_bytes()))
+        .await
+        .expect("write");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     server.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         metrics.num_alive_tasks(),
         before,
@@ -264,7 +287,10 @@ async fn when_serve_returns_no_task_of_it_is_left_holding_a_socket() {
             Ok(n) => received += n,
         }
     }
-    assert!(received < text.len(), "the reply went on after serve returned");
+    assert!(
+        received < text.len(),
+        "the reply went on after serve returned"
+    );
 }
 
 #[tokio::test]
@@ -284,8 +310,13 @@ async fn a_lone_surrogate_costs_the_call_not_the_connection() {
         assert!(reply.contains(expected), "{expected} in {reply}");
     }
     stream
-        .write_all(&frame(br#"[{"service":"Test","method":"add","args":[2,2],"id":3}]"#))
+        .write_all(&frame(
+            br#"[{"service":"Test","method":"add","args":[2,2],"id":3}]"#,
+        ))
         .await
         .expect("write");
-    assert_eq!(bounded(read_frame(&mut stream)).await, br#"[{"id":3,"data":4}]"#);
+    assert_eq!(
+        bounded(read_frame(&mut stream)).await,
+        br#"[{"id":3,"data":4}]"#
+    );
 }
