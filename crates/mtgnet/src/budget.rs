@@ -63,6 +63,11 @@ impl ByteBudget {
         }
     }
 
+    /// Whether the connection holds less than its budget now.
+    pub(crate) fn is_below_limit(&self) -> bool {
+        self.used() < self.limit
+    }
+
     /// Bytes held now.
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)

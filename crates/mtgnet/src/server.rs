@@ -16,7 +16,8 @@ use mtgnet_proto::server::{Request, ServerCore};
 use mtgnet_proto::{Condition, Peer, Registry, codes};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::budget::{ByteBudget, Charge};
 use crate::config::ServerConfig;
@@ -110,6 +111,7 @@ impl Server {
         // the kernel's backlog instead of costing memory here.
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut connections = JoinSet::new();
+        let leftovers = Arc::new(Leftovers::default());
         loop {
             let slot = tokio::select! {
                 () = shutdown.triggered() => break,
@@ -136,9 +138,13 @@ impl Server {
             };
             let server = self.clone();
             let shutdown = shutdown.clone();
+            let leftovers = Arc::clone(&leftovers);
             connections.spawn(async move {
                 let _slot = slot;
-                if let Err(e) = server.serve_connection(io, address, shutdown).await {
+                if let Err(e) = server
+                    .serve_io(io, address, shutdown, Some(leftovers))
+                    .await
+                {
                     tracing::debug!(?address, error = %e, "connection ended with an error");
                 }
             });
@@ -155,6 +161,7 @@ impl Server {
         {
             tracing::warn!("connections still busy after the shutdown grace period; closing them");
             connections.shutdown().await;
+            leftovers.reap().await;
         }
         Ok(())
     }
@@ -165,17 +172,33 @@ impl Server {
     /// answered with the `shutting-down` condition, those running may finish
     /// within the grace period and are answered, then the connection closes.
     ///
-    /// Everything of the connection (its writer, its running requests) lives
-    /// in this future: dropping it closes the stream and cancels them.
+    /// The connection's tasks (its writer, its running requests) belong to
+    /// this future: it waits for them before it returns, and dropping it
+    /// aborts them, which closes the stream.
     ///
     /// # Errors
     ///
     /// The reason the connection ended, when it was not a clean close.
     pub async fn serve_connection<S>(
         &self,
+        io: S,
+        address: Option<SocketAddr>,
+        shutdown: Shutdown,
+    ) -> Result<(), Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.serve_io(io, address, shutdown, None).await
+    }
+
+    /// [`Server::serve_connection`]; when `leftovers` is given, the tasks of
+    /// the connection are handed to it if the connection is dropped.
+    async fn serve_io<S>(
+        &self,
         mut io: S,
         address: Option<SocketAddr>,
         shutdown: Shutdown,
+        leftovers: Option<Arc<Leftovers>>,
     ) -> Result<(), Error>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -206,33 +229,49 @@ impl Server {
             budget: ByteBudget::new(limits.max_connection_bytes),
             requests: JoinSet::new(),
             replies: None,
+            leftovers: leftovers.clone(),
         };
         // Every reply holds at least one slot, so the queue never holds
         // more than `max_in_flight` replies and sending never waits.
         let (replies, queue) = mpsc::channel(limits.max_in_flight);
         connection.replies = Some(replies);
         let mut reader = MessageReader::new(rd, buf, limits.max_frame, session);
-        let writer = transport::write_messages(wr, queue, Some(limits.write_stall));
-        tokio::pin!(writer);
+        // Its own task, so that writing runs beside reading; owned by this
+        // future all the same (see `WriterTask`).
+        let mut writer = WriterTask {
+            handle: Some(tokio::spawn(transport::write_messages(
+                wr,
+                queue,
+                Some(limits.write_stall),
+            ))),
+            leftovers,
+        };
 
+        // `Some` once the writer has stopped before it was asked to.
+        let mut written = None;
         let outcome = tokio::select! {
             outcome = connection.read_requests(&mut reader, &shutdown, limits.idle_timeout) => outcome,
-            written = &mut writer => return written.map_err(Error::from).and(Err(Error::Closed)),
+            result = writer.join() => {
+                written = Some(result);
+                Err(Error::Closed)
+            }
         };
         if outcome.is_ok() {
             // Requests read but not started are answered `shutting-down`;
             // those running may finish within the grace period.
-            let drain = connection.finish(&mut reader, limits.shutdown_grace);
             tokio::select! {
-                () = drain => {}
-                written = &mut writer => return written.map_err(Error::from).and(Err(Error::Closed)),
+                () = connection.finish(&mut reader, limits.shutdown_grace) => {}
+                result = writer.join() => written = Some(result),
             }
         }
         connection.requests.shutdown().await;
         // The last senders go; the writer writes what is queued and closes.
         drop(connection);
-        writer.await?;
-        outcome
+        match written {
+            // The writer failed: nobody could be answered.
+            Some(result) => result.map_err(Error::from).and(Err(Error::Closed)),
+            None => writer.join().await.map_err(Error::from).and(outcome),
+        }
     }
 }
 
@@ -249,6 +288,86 @@ struct Connection<'a> {
     requests: JoinSet<()>,
     /// The writer's queue; `None` only while being set up.
     replies: Option<mpsc::Sender<Reply>>,
+    /// Where running requests go if the connection is dropped.
+    leftovers: Option<Arc<Leftovers>>,
+}
+
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        // Only a connection dropped by force still has requests here.
+        if let Some(leftovers) = &self.leftovers {
+            if !self.requests.is_empty() {
+                leftovers.requests(std::mem::take(&mut self.requests));
+            }
+        }
+    }
+}
+
+/// A connection's writer task. Dropped before the writer finished (the
+/// connection was dropped by force), it aborts the task and hands it to the
+/// server's [`Leftovers`], which waits for it before `serve` returns.
+struct WriterTask {
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    leftovers: Option<Arc<Leftovers>>,
+}
+
+impl WriterTask {
+    /// Waits for the writer to finish. Cancel-safe.
+    async fn join(&mut self) -> std::io::Result<()> {
+        let Some(handle) = self.handle.as_mut() else {
+            return Ok(());
+        };
+        let result = handle.await;
+        self.handle = None;
+        result.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            if let Some(leftovers) = &self.leftovers {
+                leftovers.writer(handle);
+            }
+        }
+    }
+}
+
+/// The tasks of connections that `serve` had to drop: aborted, and awaited
+/// before `serve` returns, so that none of them (nor its socket) outlives it.
+#[derive(Debug, Default)]
+struct Leftovers {
+    tasks: std::sync::Mutex<(Vec<JoinHandle<std::io::Result<()>>>, Vec<JoinSet<()>>)>,
+}
+
+impl Leftovers {
+    fn writer(&self, handle: JoinHandle<std::io::Result<()>>) {
+        self.lock().0.push(handle);
+    }
+
+    fn requests(&self, requests: JoinSet<()>) {
+        self.lock().1.push(requests);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (Vec<JoinHandle<std::io::Result<()>>>, Vec<JoinSet<()>>)> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until every task handed over has ended (they are aborted).
+    async fn reap(&self) {
+        let (writers, requests) = std::mem::take(&mut *self.lock());
+        for mut set in requests {
+            set.shutdown().await;
+        }
+        for writer in writers {
+            let _ = writer.await;
+        }
+    }
 }
 
 impl Connection<'_> {
@@ -261,35 +380,57 @@ impl Connection<'_> {
         shutdown: &Shutdown,
         idle_timeout: std::time::Duration,
     ) -> Result<(), Error> {
+        // One shutdown wait and one idle timer for the whole loop, instead
+        // of registering new ones for every request.
+        let stop = shutdown.triggered();
+        tokio::pin!(stop);
+        let mut active = Instant::now();
+        let idle = tokio::time::sleep_until(active + idle_timeout);
+        tokio::pin!(idle);
         loop {
             // Back-pressure: read nothing while max_in_flight calls are
             // held or the connection holds its byte budget.
-            let slot = tokio::select! {
-                slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| Error::Closed)?,
-                () = shutdown.triggered() => return Ok(()),
+            let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => tokio::select! {
+                    slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| Error::Closed)?,
+                    () = &mut stop => return Ok(()),
+                },
             };
-            tokio::select! {
-                () = self.budget.below_limit() => {}
-                () = shutdown.triggered() => return Ok(()),
+            if !self.budget.is_below_limit() {
+                tokio::select! {
+                    () = self.budget.below_limit() => {}
+                    () = &mut stop => return Ok(()),
+                }
             }
             let next = tokio::select! {
                 next = reader.next() => next,
-                () = shutdown.triggered() => return Ok(()),
-                () = tokio::time::sleep(idle_timeout) => {
-                    // Idle: no call being handled or answered (only the
-                    // slot this loop took is held).
+                () = &mut stop => return Ok(()),
+                () = &mut idle => {
+                    // A call being handled or answered (a slot held besides
+                    // the one this loop took) counts as activity.
                     if self.slots.available_permits() + 1 < self.max_in_flight {
+                        active = Instant::now();
+                    }
+                    // Idle: nothing arrived and nothing was in progress for
+                    // the whole timeout.
+                    if active + idle_timeout > Instant::now() {
+                        idle.as_mut().reset(active + idle_timeout);
                         continue;
                     }
                     tracing::debug!(address = ?self.peer.address, "closing an idle connection");
                     return Ok(());
                 }
                 // Keep the set small while waiting for the next request.
-                Some(_) = self.requests.join_next(), if !self.requests.is_empty() => continue,
+                Some(_) = self.requests.join_next(), if !self.requests.is_empty() => {
+                    active = Instant::now();
+                    continue;
+                }
             };
             let Some(payload) = next? else {
                 return Ok(());
             };
+            active = Instant::now();
             let charge = self.budget.charge(payload.len());
             let request = self.core.handle_request(&payload)?;
             drop(payload);
@@ -303,7 +444,7 @@ impl Connection<'_> {
                     extra = Arc::clone(&self.slots).acquire_many_owned(more) => {
                         slots.merge(extra.map_err(|_| Error::Closed)?);
                     }
-                    () = shutdown.triggered() => {
+                    () = &mut stop => {
                         self.send(request.refuse(shutting_down()), slots, charge);
                         return Ok(());
                     }
