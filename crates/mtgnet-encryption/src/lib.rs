@@ -99,6 +99,7 @@ mod nonce;
 mod session;
 #[allow(unsafe_code)]
 mod sodium;
+pub mod v2;
 
 #[doc(hidden)]
 pub mod bench;
@@ -109,6 +110,7 @@ pub use authorized::AuthorizedKeys;
 pub use ephemeral::{EphemeralKeypair, EphemeralSecret, SessionKey};
 pub use error::{
     AuthorizedKeysError, DecryptError, Error, HandshakeError, InvalidSignature, KeyError,
+    RecordError, SealError,
 };
 pub use handshake::Handshake;
 pub use keys::{EncodedSecret, IdentitySecret, PublicKey};

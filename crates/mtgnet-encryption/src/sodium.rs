@@ -230,6 +230,315 @@ pub(crate) fn box_open_easy_afternm_in_place(
     rc == 0
 }
 
+// ---------------------------------------------------------------------------
+// Encryption v2 (Noise XX): X25519, Ed25519 detached signatures,
+// ChaCha20-Poly1305-IETF and BLAKE2b.
+// ---------------------------------------------------------------------------
+
+/// X25519 (`crypto_scalarmult`): writes `secret * public` into `shared`.
+///
+/// Returns `false`, leaving `shared` zeroed, when the result is all zero
+/// (the public key has small order); libsodium checks this itself.
+#[must_use]
+pub(crate) fn scalarmult(shared: &mut [u8; 32], secret: &[u8; 32], public: &[u8; 32]) -> bool {
+    init();
+    // SAFETY: the three arrays are the crypto_scalarmult_BYTES and
+    // crypto_scalarmult_SCALARBYTES (32 each) libsodium writes and reads.
+    let rc =
+        unsafe { ffi::crypto_scalarmult(shared.as_mut_ptr(), secret.as_ptr(), public.as_ptr()) };
+    if rc != 0 {
+        wipe(shared);
+    }
+    rc == 0
+}
+
+/// Detached Ed25519 signature of `message` (`crypto_sign_detached`).
+pub(crate) fn sign_detached(message: &[u8], secret: &[u8; 64]) -> [u8; 64] {
+    init();
+    let mut signature = [0u8; 64];
+    // SAFETY: `signature` has the crypto_sign_BYTES (64) libsodium writes; a
+    // NULL length out-pointer is allowed; `message` is valid for
+    // `message.len()` reads; `secret` is the 64-byte secret key.
+    let rc = unsafe {
+        ffi::crypto_sign_detached(
+            signature.as_mut_ptr(),
+            ptr::null_mut(),
+            message.as_ptr(),
+            message.len() as u64,
+            secret.as_ptr(),
+        )
+    };
+    assert_eq!(
+        rc, 0,
+        "crypto_sign_detached cannot fail for an in-memory message"
+    );
+    signature
+}
+
+/// Verifies a detached Ed25519 signature (`crypto_sign_verify_detached`),
+/// with libsodium's strict checks (S < L, canonical and non-small-order A
+/// and R).
+#[must_use]
+pub(crate) fn sign_verify_detached(
+    signature: &[u8; 64],
+    message: &[u8],
+    public: &[u8; 32],
+) -> bool {
+    init();
+    // SAFETY: `signature` and `public` are the 64 and 32 bytes libsodium
+    // reads; `message` is valid for `message.len()` reads.
+    let rc = unsafe {
+        ffi::crypto_sign_verify_detached(
+            signature.as_ptr(),
+            message.as_ptr(),
+            message.len() as u64,
+            public.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// Size of the Poly1305 tag of ChaCha20-Poly1305-IETF.
+pub(crate) const AEAD_TAG_SIZE: usize = 16;
+
+/// The 96-bit ChaCha20-Poly1305-IETF nonce of Noise's ChaChaPoly cipher:
+/// 4 zero bytes, then the 64-bit counter in little-endian order.
+#[inline]
+pub(crate) fn noise_nonce(counter: u64) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&counter.to_le_bytes());
+    nonce
+}
+
+/// `crypto_aead_chacha20poly1305_ietf_encrypt`: writes ciphertext || tag (16)
+/// of `plaintext` into `out`.
+///
+/// # Panics
+///
+/// Panics unless `out.len() == plaintext.len() + 16`.
+pub(crate) fn aead_encrypt(
+    out: &mut [u8],
+    plaintext: &[u8],
+    ad: &[u8],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    assert_eq!(
+        out.len(),
+        plaintext.len() + AEAD_TAG_SIZE,
+        "output must be exactly 16 bytes longer than the plaintext"
+    );
+    // SAFETY: `out` is valid for plaintext.len() + crypto_aead_..._ABYTES
+    // writes (checked above); `plaintext` and `ad` for their lengths in
+    // reads; nonce and key are the 12 and 32 bytes libsodium reads; a NULL
+    // length out-pointer and a NULL nsec are allowed. `out` cannot overlap
+    // the inputs: it is borrowed mutably, they are borrowed shared.
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_encrypt(
+            out.as_mut_ptr(),
+            ptr::null_mut(),
+            plaintext.as_ptr(),
+            plaintext.len() as u64,
+            ad.as_ptr(),
+            ad.len() as u64,
+            ptr::null(),
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(
+        rc, 0,
+        "plaintext longer than crypto_aead_chacha20poly1305_ietf_MESSAGEBYTES_MAX"
+    );
+}
+
+/// `crypto_aead_chacha20poly1305_ietf_decrypt` of `ciphertext` = ciphertext
+/// || tag (16) into `out`.
+///
+/// Returns `false` if `ciphertext` is shorter than the tag, `out` is not
+/// exactly 16 bytes shorter than it, or authentication fails (libsodium
+/// checks the tag before it decrypts, so `out` is then left as it was).
+#[must_use]
+pub(crate) fn aead_decrypt(
+    out: &mut [u8],
+    ciphertext: &[u8],
+    ad: &[u8],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) -> bool {
+    init();
+    if ciphertext.len() < AEAD_TAG_SIZE || out.len() != ciphertext.len() - AEAD_TAG_SIZE {
+        return false;
+    }
+    // libsodium accepts a NULL output when there is nothing to write, which
+    // keeps a dangling (empty-slice) pointer from ever reaching C.
+    let m = if out.is_empty() {
+        ptr::null_mut()
+    } else {
+        out.as_mut_ptr()
+    };
+    // SAFETY: `m` is NULL or valid for ciphertext.len() - 16 writes (checked
+    // above), which is all libsodium writes; `ciphertext` and `ad` are valid
+    // for their lengths in reads; nonce and key are 12 and 32 bytes; NULL
+    // nsec and length out-pointers are allowed. `out` cannot overlap the
+    // inputs (mutable vs shared borrows).
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_decrypt(
+            m,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ciphertext.as_ptr(),
+            ciphertext.len() as u64,
+            ad.as_ptr(),
+            ad.len() as u64,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// In-place `crypto_aead_chacha20poly1305_ietf_encrypt_detached` with empty
+/// associated data: encrypts `data` where it is and writes the tag into
+/// `tag`.
+pub(crate) fn aead_seal_in_place(
+    data: &mut [u8],
+    tag: &mut [u8; AEAD_TAG_SIZE],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    let ptr = data.as_mut_ptr();
+    // SAFETY: `ptr` is valid for `data.len()` reads and writes; libsodium's
+    // ChaCha20 XORs block by block and supports c == m exactly (in-place),
+    // and both raw pointers come from the one exclusive borrow `data`. `tag`
+    // is the crypto_aead_..._ABYTES (16) written; a NULL tag-length pointer,
+    // NULL ad (length 0) and NULL nsec are allowed; nonce and key are 12 and
+    // 32 bytes.
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+            ptr,
+            tag.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr.cast_const(),
+            data.len() as u64,
+            ptr::null(),
+            0,
+            ptr::null(),
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(
+        rc, 0,
+        "record longer than crypto_aead_chacha20poly1305_ietf_MESSAGEBYTES_MAX"
+    );
+}
+
+/// In-place `crypto_aead_chacha20poly1305_ietf_decrypt_detached` with empty
+/// associated data: on success `data` holds the plaintext.
+///
+/// Returns `false` if authentication fails; `data` is then unchanged
+/// (libsodium verifies the tag before decrypting).
+#[must_use]
+pub(crate) fn aead_open_in_place(
+    data: &mut [u8],
+    tag: &[u8; AEAD_TAG_SIZE],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) -> bool {
+    init();
+    let ptr = data.as_mut_ptr();
+    // SAFETY: as in `aead_seal_in_place`: `ptr` is valid for `data.len()`
+    // reads and writes, c == m exactly is supported, both pointers come from
+    // the one exclusive borrow `data`; `tag` is the 16 bytes read; NULL ad
+    // (length 0) and NULL nsec are allowed; nonce and key are 12 and 32 bytes.
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+            ptr,
+            ptr::null_mut(),
+            ptr.cast_const(),
+            data.len() as u64,
+            tag.as_ptr(),
+            ptr::null(),
+            0,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// Output size of [`Blake2b`]: BLAKE2b-512, as Noise's `BLAKE2b` hash.
+pub(crate) const BLAKE2B_SIZE: usize = 64;
+
+/// A streaming BLAKE2b-512 hash (`crypto_generichash_*`, unkeyed, 64-byte
+/// output). Its state holds keyed material while Noise computes HMACs, so
+/// dropping it wipes the state.
+pub(crate) struct Blake2b {
+    state: ffi::crypto_generichash_state,
+}
+
+impl Blake2b {
+    /// A fresh hash.
+    pub(crate) fn new() -> Blake2b {
+        let mut hash = Blake2b {
+            state: ffi::crypto_generichash_state { opaque: [0; 384] },
+        };
+        hash.reset();
+        hash
+    }
+
+    /// Starts over, forgetting everything hashed so far.
+    pub(crate) fn reset(&mut self) {
+        init();
+        // SAFETY: `state` is a properly aligned crypto_generichash_state
+        // owned by `self`; a NULL key of length 0 means unkeyed; 64 is
+        // crypto_generichash_BYTES_MAX, a valid output length.
+        let rc =
+            unsafe { ffi::crypto_generichash_init(&mut self.state, ptr::null(), 0, BLAKE2B_SIZE) };
+        assert_eq!(
+            rc, 0,
+            "crypto_generichash_init cannot fail for valid lengths"
+        );
+    }
+
+    /// Hashes `data`.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        // SAFETY: `state` was initialised by `reset` (every constructor and
+        // `finalize` call it), and `data` is valid for `data.len()` reads.
+        let rc = unsafe {
+            ffi::crypto_generichash_update(&mut self.state, data.as_ptr(), data.len() as u64)
+        };
+        assert_eq!(
+            rc, 0,
+            "crypto_generichash_update failed on an initialised state"
+        );
+    }
+
+    /// Writes the digest into `out` and starts over.
+    pub(crate) fn finalize(&mut self, out: &mut [u8; BLAKE2B_SIZE]) {
+        // SAFETY: `state` is initialised (see `update`), and `out` has the
+        // 64 bytes requested at init.
+        let rc = unsafe {
+            ffi::crypto_generichash_final(&mut self.state, out.as_mut_ptr(), BLAKE2B_SIZE)
+        };
+        assert_eq!(
+            rc, 0,
+            "crypto_generichash_final failed on an initialised state"
+        );
+        // A finalised state refuses further input: make it usable again.
+        self.reset();
+    }
+}
+
+impl Drop for Blake2b {
+    fn drop(&mut self) {
+        wipe(&mut self.state.opaque);
+    }
+}
+
 /// How a [`SecretBytes`] region is protected while no `expose_secret` call runs.
 ///
 /// Both modes keep the region in `sodium_malloc` memory between guard

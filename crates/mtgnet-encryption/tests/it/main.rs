@@ -8,3 +8,4 @@ mod props;
 mod secrets;
 mod transcript;
 mod util;
+mod v2_independent;

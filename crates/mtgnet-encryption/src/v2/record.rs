@@ -1,0 +1,161 @@
+//! What sealer and opener share: the flag byte, the directional transport
+//! key and its counter, and the netstring+ header of a record's frame.
+
+use std::fmt;
+
+use crate::sodium::{self, Protection, SecretBytes};
+
+/// The flag byte at the start of every record's plaintext.
+///
+/// ```
+/// use mtgnet_encryption::v2::Flag;
+///
+/// assert_eq!(Flag::from_byte(1), Some(Flag::Last));
+/// assert_eq!(Flag::Close as u8, 2);
+/// assert_eq!(Flag::from_byte(3), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Flag {
+    /// `0x00`: a chunk of a message; more chunks of it follow.
+    More = 0,
+    /// `0x01`: the last (or only) chunk of a message.
+    Last = 1,
+    /// `0x02`: close; no data; the sender sends nothing more.
+    Close = 2,
+}
+
+impl Flag {
+    /// The flag of a byte, if it is one.
+    pub fn from_byte(byte: u8) -> Option<Flag> {
+        match byte {
+            0 => Some(Flag::More),
+            1 => Some(Flag::Last),
+            2 => Some(Flag::Close),
+            _ => None,
+        }
+    }
+}
+
+/// One direction's ChaChaPoly key (an output of Noise's `Split()`) and the
+/// counter of the next record, Noise's `n`.
+///
+/// The key lives in protected memory, read-only for the session's lifetime
+/// like v1's [`SessionKey`](crate::SessionKey) and for the same reason: it
+/// is used for every record, and toggling page protection per record would
+/// cost more than the encryption.
+pub(crate) struct TransportKey {
+    key: SecretBytes<32>,
+    /// The next counter value; Noise reserves `u64::MAX`, so a key is
+    /// exhausted when this reaches it.
+    nonce: u64,
+}
+
+impl TransportKey {
+    /// Takes a key from `bytes`, which it wipes.
+    pub(crate) fn take(bytes: &mut [u8; 32]) -> TransportKey {
+        let key =
+            SecretBytes::with_protection(Protection::ReadOnly, |key| key.copy_from_slice(bytes));
+        sodium::wipe(bytes);
+        TransportKey { key, nonce: 0 }
+    }
+
+    /// How many more records this key may seal or open.
+    pub(crate) fn remaining(&self) -> u64 {
+        u64::MAX - self.nonce
+    }
+
+    /// The counter of the next record.
+    pub(crate) fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
+    /// Encrypts `plaintext` in place and writes its tag; uses up one counter
+    /// value. The caller checks [`remaining`](Self::remaining) first.
+    pub(crate) fn seal_in_place(&mut self, plaintext: &mut [u8], tag: &mut [u8; 16]) {
+        debug_assert!(self.remaining() > 0, "caller checks the counter");
+        let nonce = sodium::noise_nonce(self.nonce);
+        self.key
+            .expose_secret(|key| sodium::aead_seal_in_place(plaintext, tag, &nonce, key));
+        self.nonce += 1;
+    }
+
+    /// Decrypts `ciphertext` in place if `tag` authenticates it under the
+    /// current counter, which is then used up; on failure nothing changes.
+    #[must_use]
+    pub(crate) fn open_in_place(&mut self, ciphertext: &mut [u8], tag: &[u8; 16]) -> bool {
+        debug_assert!(self.remaining() > 0, "caller checks the counter");
+        let nonce = sodium::noise_nonce(self.nonce);
+        let opened = self
+            .key
+            .expose_secret(|key| sodium::aead_open_in_place(ciphertext, tag, &nonce, key));
+        if opened {
+            self.nonce += 1;
+        }
+        opened
+    }
+}
+
+impl fmt::Debug for TransportKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportKey")
+            .field("key", &"[REDACTED]")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+/// The netstring+ header of a record of `len` bytes (at most 65,535):
+/// upper-case hex digits without leading zeros, then `:`. Returns the
+/// buffer and how many of its bytes are used.
+pub(crate) fn frame_header(len: usize) -> ([u8; 5], usize) {
+    debug_assert!(len <= super::MAX_RECORD);
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digits = header_digits(len);
+    let mut header = [0u8; 5];
+    for (i, slot) in header[..digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *slot = HEX[(len >> shift) & 0xF];
+    }
+    header[digits] = b':';
+    (header, digits + 1)
+}
+
+/// Hex digits of `len` in shortest form (`0` has one digit).
+fn header_digits(len: usize) -> usize {
+    let bits = usize::BITS - len.leading_zeros();
+    (bits as usize).div_ceil(4).max(1)
+}
+
+/// Length of the netstring+ frame around a record of `len` bytes.
+pub(crate) fn frame_len(len: usize) -> usize {
+    header_digits(len) + 1 + len + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_headers_are_shortest_upper_case_hex() {
+        for (len, text) in [
+            (0, "0:"),
+            (17, "11:"),
+            (0xAB, "AB:"),
+            (0x100, "100:"),
+            (65_535, "FFFF:"),
+        ] {
+            let (header, used) = frame_header(len);
+            assert_eq!(&header[..used], text.as_bytes(), "len {len}");
+            assert_eq!(frame_len(len), used + len + 1);
+        }
+    }
+
+    #[test]
+    fn flags_round_trip_through_bytes() {
+        for flag in [Flag::More, Flag::Last, Flag::Close] {
+            assert_eq!(Flag::from_byte(flag as u8), Some(flag));
+        }
+        assert!((3..=255).all(|b| Flag::from_byte(b).is_none()));
+    }
+}
