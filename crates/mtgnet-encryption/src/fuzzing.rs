@@ -67,7 +67,8 @@ pub fn v2_record_opener(data: &[u8]) {
     while let [flag, len, rest @ ..] = script {
         let (chunk, after) = rest.split_at(usize::from(*len).min(rest.len()));
         script = after;
-        let Some(mut record) = sealer.seal_any_record(*flag, chunk) else {
+        let plaintext = [std::slice::from_ref(flag), chunk].concat();
+        let Some(mut record) = sealer.seal_raw(&plaintext) else {
             return;
         };
         match opener.open_in_place(&mut record) {

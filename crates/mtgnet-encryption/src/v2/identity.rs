@@ -73,6 +73,15 @@ impl NoiseIdentity {
         NoiseIdentity::from_static_secret(identity, secret)
     }
 
+    /// This static key with another signature, for tests of how a peer
+    /// treats a signature that does not match the static key.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn with_signature(mut self, signature: [u8; 64]) -> NoiseIdentity {
+        self.signature = signature;
+        self
+    }
+
     pub(crate) fn from_static_secret(
         identity: &IdentitySecret,
         secret: &[u8; STATIC_KEY_SIZE],

@@ -60,6 +60,12 @@ impl TransportKey {
         TransportKey { key, nonce: 0 }
     }
 
+    /// Moves the counter, for tests of its exhaustion.
+    #[cfg(test)]
+    pub(crate) fn set_nonce(&mut self, nonce: u64) {
+        self.nonce = nonce;
+    }
+
     /// How many more records this key may seal or open.
     pub(crate) fn remaining(&self) -> u64 {
         u64::MAX - self.nonce

@@ -179,15 +179,32 @@ impl Sealer {
         Ok(())
     }
 
-    /// Seals a record whose flag byte may be anything, for the fuzzing
-    /// entry points; no writer rule is checked.
-    pub(crate) fn seal_any_record(&mut self, flag: u8, data: &[u8]) -> Option<Vec<u8>> {
-        if data.len() > MAX_CHUNK || self.key.remaining() == 0 {
+    /// Seals any plaintext as one record, flag byte included (or missing),
+    /// ignoring every writer rule and the close state: for tests of what a
+    /// receiver does with records a correct writer never makes.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `plaintext` is longer than 65,519 bytes or the counter is
+    /// exhausted.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn seal_plaintext(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_raw(plaintext)
+            .expect("a plaintext of at most 65,519 bytes and a counter left")
+    }
+
+    /// Seals any plaintext as one record, unless it is too long for one or
+    /// the counter is exhausted. No writer rule is checked.
+    pub(crate) fn seal_raw(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        if plaintext.len() > MAX_CHUNK + 1 || self.key.remaining() == 0 {
             return None;
         }
-        let mut out = vec![0u8; data.len() + 1 + RECORD_TAG_SIZE];
-        self.seal_record(flag, data, &mut out);
-        Some(out)
+        let mut record = plaintext.to_vec();
+        let mut tag = [0u8; RECORD_TAG_SIZE];
+        self.key.seal_in_place(&mut record, &mut tag);
+        record.extend_from_slice(&tag);
+        Some(record)
     }
 
     fn check(&self, records: u64) -> Result<(), SealError> {

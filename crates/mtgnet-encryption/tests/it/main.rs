@@ -8,4 +8,6 @@ mod props;
 mod secrets;
 mod transcript;
 mod util;
+mod v2_handshake;
 mod v2_independent;
+mod v2_records;
