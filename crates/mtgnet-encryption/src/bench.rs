@@ -4,11 +4,14 @@
 //! so a benchmark can put the project's [`Session`] next to libsodium on
 //! the same buffer (the ratio is the framing overhead), and
 //! [`crypto_throughput`], which does that comparison without criterion for
-//! `mtgnet bench --crypto`.
+//! `mtgnet bench --crypto`; and the same for encryption v2's records
+//! ([`record_throughput`]) against raw ChaCha20-Poly1305-IETF.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use crate::v2::record::TransportKey;
+use crate::v2::{Opened, Opener, Sealer};
 use crate::{MAC_SIZE, NONCE_SIZE, PublicKey, Session, sodium};
 
 /// `crypto_box_easy_afternm`: writes MAC (16) || ciphertext of `message` into `out`.
@@ -191,4 +194,225 @@ pub fn crypto_throughput(size: usize, budget: Duration) -> CryptoThroughput {
         open_mb_s: mb_s(best[2]),
         raw_open_mb_s: mb_s(best[3]),
     }
+}
+
+/// A v2 [`Sealer`] with a fixed key, for benchmarks.
+pub fn v2_sealer(key: &[u8; 32]) -> Sealer {
+    Sealer::new(TransportKey::take(&mut { *key }))
+}
+
+/// A v2 [`Opener`] with a fixed key, for benchmarks.
+pub fn v2_opener(key: &[u8; 32]) -> Opener {
+    Opener::new(TransportKey::take(&mut { *key }))
+}
+
+/// `crypto_aead_chacha20poly1305_ietf_encrypt` of `message` into `out`
+/// (ciphertext || tag, exactly 16 bytes longer) with Noise's nonce for
+/// `counter` and empty associated data: what sealing one record needs at
+/// the least.
+///
+/// # Panics
+///
+/// Panics unless `out.len() == message.len() + 16`.
+pub fn raw_aead_seal(out: &mut [u8], message: &[u8], counter: u64, key: &[u8; 32]) {
+    sodium::aead_encrypt(out, message, &[], &sodium::noise_nonce(counter), key);
+}
+
+/// In-place `crypto_aead_chacha20poly1305_ietf_decrypt_detached` of `buf` =
+/// ciphertext || tag (16) with Noise's nonce for `counter`; on success the
+/// plaintext is `buf[..buf.len() - 16]`.
+///
+/// Returns `false` if `buf` is shorter than the tag or does not authenticate.
+#[must_use]
+pub fn raw_aead_open_in_place(buf: &mut [u8], counter: u64, key: &[u8; 32]) -> bool {
+    let Some(len) = buf.len().checked_sub(16) else {
+        return false;
+    };
+    let (data, tag) = buf.split_at_mut(len);
+    let Ok(tag) = <&[u8; 16]>::try_from(&*tag) else {
+        return false;
+    };
+    sodium::aead_open_in_place(data, tag, &sodium::noise_nonce(counter), key)
+}
+
+/// Throughput of sealing and opening `size`-byte messages as v2 records
+/// (netstring+ frames included) and of the raw ChaCha20-Poly1305-IETF
+/// calls on the same plaintext, in MB/s (1 MB = 10^6 bytes of message).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordThroughput {
+    /// Message bytes.
+    pub size: usize,
+    /// [`Sealer::seal_framed_into`] into a reused buffer.
+    pub seal_mb_s: f64,
+    /// `crypto_aead_chacha20poly1305_ietf_encrypt` of the whole message
+    /// into a reused buffer, one call.
+    pub raw_seal_mb_s: f64,
+    /// [`Opener::open_in_place`] of the records of one message.
+    pub open_mb_s: f64,
+    /// In-place `crypto_aead_chacha20poly1305_ietf_decrypt_detached` of the
+    /// whole message, one call.
+    pub raw_open_mb_s: f64,
+}
+
+impl RecordThroughput {
+    /// `seal_mb_s / raw_seal_mb_s`: 1.0 means records cost nothing on top
+    /// of the cipher.
+    pub fn seal_ratio(&self) -> f64 {
+        self.seal_mb_s / self.raw_seal_mb_s
+    }
+
+    /// `open_mb_s / raw_open_mb_s`.
+    pub fn open_ratio(&self) -> f64 {
+        self.open_mb_s / self.raw_open_mb_s
+    }
+}
+
+/// Measures v2 record sealing and opening against the raw AEAD for
+/// `size`-byte messages, taking roughly `budget`, with the method of
+/// [`crypto_throughput`]: interleaved rounds, alternating order, best
+/// round of each. Opening works on pre-sealed copies refilled between
+/// timed batches, so copying is not timed; each record is opened by a
+/// fresh opener (its counter must be 0), made outside the timed part.
+///
+/// # Panics
+///
+/// Panics if a record fails to open (it cannot, barring a libsodium bug).
+pub fn record_throughput(size: usize, budget: Duration) -> RecordThroughput {
+    let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut sealer = v2_sealer(&KEY);
+    let mut out = vec![0u8; Sealer::framed_len(size)];
+    let mut raw_out = vec![0u8; size + 16];
+    let mut counter = 0u64;
+
+    // The records of one message, as frame payloads, and the raw sealing of
+    // the same message, for the open measurements.
+    let template_frames = v2_sealer(&KEY)
+        .seal_framed(&message)
+        .expect("a fresh sealer seals");
+    let template_records = frame_payloads(&template_frames);
+    let mut raw_template = vec![0u8; size + 16];
+    raw_aead_seal(&mut raw_template, &message, 0, &KEY);
+    let sealed_len = template_frames.len();
+    let copies = ((1 << 20) / sealed_len).clamp(1, 4096);
+
+    let mut seal_records = |iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            sealer
+                .seal_framed_into(black_box(&message), black_box(&mut out))
+                .expect("counter far from exhausted");
+        }
+        start.elapsed()
+    };
+    let mut seal_raw = |iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            raw_aead_seal(black_box(&mut raw_out), black_box(&message), counter, &KEY);
+            counter += 1;
+        }
+        start.elapsed()
+    };
+    let mut batch: Vec<Vec<Vec<u8>>> = vec![template_records.clone(); copies];
+    let mut raw_batch: Vec<Vec<u8>> = vec![raw_template.clone(); copies];
+    let mut openers: Vec<Opener> = Vec::with_capacity(copies);
+    let mut open = |iters: u64, raw: bool| {
+        let mut elapsed = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(copies, |l| l.min(copies));
+            if raw {
+                for buf in &mut raw_batch[..n] {
+                    buf.copy_from_slice(&raw_template);
+                }
+            } else {
+                for records in &mut batch[..n] {
+                    for (record, template) in records.iter_mut().zip(&template_records) {
+                        record.copy_from_slice(template);
+                    }
+                }
+                openers.clear();
+                openers.extend((0..n).map(|_| v2_opener(&KEY)));
+            }
+            let start = Instant::now();
+            if raw {
+                for buf in &mut raw_batch[..n] {
+                    assert!(raw_aead_open_in_place(black_box(buf), 0, &KEY));
+                }
+            } else {
+                for (records, opener) in batch[..n].iter_mut().zip(&mut openers) {
+                    for record in records.iter_mut() {
+                        let opened = opener.open_in_place(black_box(record));
+                        assert!(
+                            matches!(
+                                opened,
+                                Ok(Opened::InPlace(_) | Opened::Message(_) | Opened::Partial)
+                            ),
+                            "a sealed record failed to open"
+                        );
+                    }
+                }
+            }
+            elapsed += start.elapsed();
+            left -= n as u64;
+        }
+        elapsed
+    };
+
+    let warm_up = budget / 10;
+    let calibrate = |run: &mut dyn FnMut(u64) -> Duration| {
+        let mut iters = 1u64;
+        loop {
+            let took = run(iters);
+            if took >= warm_up / 4 || iters >= 1 << 30 {
+                return took.as_secs_f64() / iters as f64;
+            }
+            iters *= 2;
+        }
+    };
+    let per_message = [
+        calibrate(&mut seal_records),
+        calibrate(&mut seal_raw),
+        calibrate(&mut |n| open(n, false)),
+        calibrate(&mut |n| open(n, true)),
+    ]
+    .into_iter()
+    .fold(f64::MIN_POSITIVE, f64::max);
+    let slice = budget.saturating_sub(warm_up).as_secs_f64() / f64::from(ROUNDS * 4);
+    let iters = ((slice / per_message) as u64).max(1);
+
+    let mut best = [Duration::MAX; 4];
+    for round in 0..ROUNDS {
+        let mut record = |i: usize, took: Duration| best[i] = best[i].min(took);
+        if round % 2 == 0 {
+            record(0, seal_records(iters));
+            record(1, seal_raw(iters));
+            record(2, open(iters, false));
+            record(3, open(iters, true));
+        } else {
+            record(1, seal_raw(iters));
+            record(0, seal_records(iters));
+            record(3, open(iters, true));
+            record(2, open(iters, false));
+        }
+    }
+    let mb_s = |took: Duration| size as f64 * iters as f64 / took.as_secs_f64().max(1e-9) / 1e6;
+    RecordThroughput {
+        size,
+        seal_mb_s: mb_s(best[0]),
+        raw_seal_mb_s: mb_s(best[1]),
+        open_mb_s: mb_s(best[2]),
+        raw_open_mb_s: mb_s(best[3]),
+    }
+}
+
+/// The payloads of consecutive netstring+ frames written by a [`Sealer`].
+fn frame_payloads(mut frames: &[u8]) -> Vec<Vec<u8>> {
+    let mut payloads = Vec::new();
+    while let Some(colon) = frames.iter().position(|&b| b == b':') {
+        let header = std::str::from_utf8(&frames[..colon]).expect("hex header");
+        let len = usize::from_str_radix(header, 16).expect("hex header");
+        payloads.push(frames[colon + 1..colon + 1 + len].to_vec());
+        frames = &frames[colon + 2 + len..];
+    }
+    payloads
 }

@@ -76,13 +76,25 @@ impl TransportKey {
         self.nonce
     }
 
-    /// Encrypts `plaintext` in place and writes its tag; uses up one counter
-    /// value. The caller checks [`remaining`](Self::remaining) first.
-    pub(crate) fn seal_in_place(&mut self, plaintext: &mut [u8], tag: &mut [u8; 16]) {
+    /// Seals the plaintext `flag || data` into `out` (ciphertext, then the
+    /// 16-byte tag; exactly `data.len() + 17` bytes), reading `data` where
+    /// it is; uses up one counter value. The caller checks
+    /// [`remaining`](Self::remaining) first.
+    pub(crate) fn seal(&mut self, flag: u8, data: &[u8], out: &mut [u8]) {
         debug_assert!(self.remaining() > 0, "caller checks the counter");
         let nonce = sodium::noise_nonce(self.nonce);
         self.key
-            .expose_secret(|key| sodium::aead_seal_in_place(plaintext, tag, &nonce, key));
+            .expose_secret(|key| sodium::aead_seal_flagged(out, flag, data, &nonce, key));
+        self.nonce += 1;
+    }
+
+    /// Seals any plaintext (no flag byte added) into `out`, exactly 16
+    /// bytes longer; uses up one counter value.
+    pub(crate) fn seal_plaintext(&mut self, plaintext: &[u8], out: &mut [u8]) {
+        debug_assert!(self.remaining() > 0, "caller checks the counter");
+        let nonce = sodium::noise_nonce(self.nonce);
+        self.key
+            .expose_secret(|key| sodium::aead_encrypt(out, plaintext, &[], &nonce, key));
         self.nonce += 1;
     }
 
@@ -154,6 +166,55 @@ mod tests {
             let (header, used) = frame_header(len);
             assert_eq!(&header[..used], text.as_bytes(), "len {len}");
             assert_eq!(frame_len(len), used + len + 1);
+        }
+    }
+
+    #[test]
+    fn sealing_flag_and_data_apart_equals_the_aead_of_both() {
+        let data: Vec<u8> = (0..super::super::MAX_CHUNK)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        for len in [
+            0,
+            1,
+            15,
+            16,
+            62,
+            63,
+            64,
+            65,
+            127,
+            128,
+            510,
+            511,
+            512,
+            513,
+            1000,
+            4096,
+            data.len(),
+        ] {
+            for flag in [0u8, 1, 2, 0xff] {
+                let (mut a, mut b) = (
+                    TransportKey::take(&mut [3; 32]),
+                    TransportKey::take(&mut [3; 32]),
+                );
+                a.set_nonce(0x0102_0304_0506);
+                b.set_nonce(0x0102_0304_0506);
+                let mut split = vec![0u8; len + 17];
+                a.seal(flag, &data[..len], &mut split);
+                let plaintext = [&[flag][..], &data[..len]].concat();
+                let mut whole = vec![0u8; len + 17];
+                b.seal_plaintext(&plaintext, &mut whole);
+                assert!(split == whole, "len {len}, flag {flag}");
+                assert_eq!(a.nonce(), b.nonce());
+                // And it opens as an ordinary record.
+                let mut c = TransportKey::take(&mut [3; 32]);
+                c.set_nonce(0x0102_0304_0506);
+                let (ciphertext, tag) = split.split_at_mut(len + 1);
+                let tag: &[u8; 16] = (&*tag).try_into().expect("16");
+                assert!(c.open_in_place(ciphertext, tag));
+                assert_eq!(ciphertext, &plaintext[..]);
+            }
         }
     }
 

@@ -14,8 +14,8 @@ const CLOSE_RECORD_LEN: usize = 1 + RECORD_TAG_SIZE;
 ///
 /// A message of up to 65,518 bytes is one record; a longer one is split
 /// into chunks of exactly 65,518 bytes and a last, shorter (or equally
-/// full) one. Records are sealed into the caller's buffer in place: the
-/// message is copied once, into the frame, and encrypted there.
+/// full) one. Records are encrypted from the message straight into the
+/// caller's frame buffer, in one pass and without an intermediate copy.
 ///
 /// Sealing takes `&mut self` because every record uses up a counter value:
 /// records must reach the peer in the order they were sealed. A caller that
@@ -200,10 +200,8 @@ impl Sealer {
         if plaintext.len() > MAX_CHUNK + 1 || self.key.remaining() == 0 {
             return None;
         }
-        let mut record = plaintext.to_vec();
-        let mut tag = [0u8; RECORD_TAG_SIZE];
-        self.key.seal_in_place(&mut record, &mut tag);
-        record.extend_from_slice(&tag);
+        let mut record = vec![0u8; plaintext.len() + RECORD_TAG_SIZE];
+        self.key.seal_plaintext(plaintext, &mut record);
         Some(record)
     }
 
@@ -230,8 +228,8 @@ impl Sealer {
     }
 
     /// Writes `ciphertext(flag || chunk) || tag` into `record`, which is
-    /// exactly `chunk.len() + 17` bytes: the chunk is copied once, into
-    /// place, and encrypted there.
+    /// exactly `chunk.len() + 17` bytes, encrypting straight from the
+    /// chunk: no intermediate copy.
     fn seal_record(&mut self, flag: u8, chunk: &[u8], record: &mut [u8]) {
         assert_eq!(
             record.len(),
@@ -242,11 +240,7 @@ impl Sealer {
             chunk.len() <= MAX_CHUNK,
             "a chunk holds at most 65,518 bytes"
         );
-        let (plaintext, tag) = record.split_at_mut(chunk.len() + 1);
-        plaintext[0] = flag;
-        plaintext[1..].copy_from_slice(chunk);
-        let tag: &mut [u8; RECORD_TAG_SIZE] = tag.try_into().expect("16 bytes left for the tag");
-        self.key.seal_in_place(plaintext, tag);
+        self.key.seal(flag, chunk, record);
     }
 }
 

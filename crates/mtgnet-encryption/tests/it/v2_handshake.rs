@@ -87,7 +87,7 @@ fn first_frame_with_a_wrong_prefix_is_rejected() {
     assert_eq!(hello.len(), 49);
     assert_eq!(classify_first_payload(&hello), FirstFrame::Reject);
     assert_eq!(
-        Responder::new(&server.noise, AuthorizedKeys::any(), &hello).unwrap_err(),
+        Responder::new(&server.noise, AuthorizedKeys::any(), &hello).expect_err("must fail"),
         HandshakeError::Prologue
     );
     // A wrong version number in the prologue is a wrong prefix too.
@@ -117,7 +117,7 @@ fn first_frame_of_a_wrong_size_is_rejected() {
         );
     }
     assert_eq!(
-        Responder::new(&server.noise, AuthorizedKeys::any(), &longer).unwrap_err(),
+        Responder::new(&server.noise, AuthorizedKeys::any(), &longer).expect_err("must fail"),
         HandshakeError::MessageSize {
             message: 1,
             expected: HELLO_SIZE,
@@ -125,7 +125,7 @@ fn first_frame_of_a_wrong_size_is_rejected() {
         }
     );
     assert_eq!(
-        Responder::new(&server.noise, AuthorizedKeys::any(), &hello[..48]).unwrap_err(),
+        Responder::new(&server.noise, AuthorizedKeys::any(), &hello[..48]).expect_err("must fail"),
         HandshakeError::MessageSize {
             message: 1,
             expected: HELLO_SIZE,
@@ -162,7 +162,10 @@ fn bad_signature_on_message_3_is_refused_by_the_server() {
         &server.noise,
         AuthorizedKeys::any(),
     );
-    assert_eq!(err.unwrap_err(), HandshakeError::InvalidSignature);
+    assert_eq!(
+        err.expect_err("must fail"),
+        HandshakeError::InvalidSignature
+    );
 }
 
 #[test]
@@ -190,7 +193,7 @@ fn unauthorized_client_is_refused_after_message_3_with_its_key() {
         AuthorizedKeys::only([other.identity.public_key()]),
     );
     assert_eq!(
-        err.unwrap_err(),
+        err.expect_err("must fail"),
         HandshakeError::NotAuthorized(client.identity.public_key())
     );
 }
@@ -223,7 +226,7 @@ fn tampered_message_3_fails_authentication() {
         let (mut message3, _) = initiator.finish(responder.response()).expect("message 2");
         message3[index] ^= 0x80;
         assert_eq!(
-            responder.finish(&message3).unwrap_err(),
+            responder.finish(&message3).expect_err("must fail"),
             HandshakeError::Authentication,
             "byte {index}"
         );
@@ -252,7 +255,7 @@ fn messages_2_and_3_of_a_wrong_size_are_rejected() {
     assert_eq!(
         responder
             .finish(&message3[..MESSAGE3_SIZE - 1])
-            .unwrap_err(),
+            .expect_err("must fail"),
         HandshakeError::MessageSize {
             message: 3,
             expected: MESSAGE3_SIZE,
@@ -268,7 +271,7 @@ fn small_order_ephemeral_keys_fail_the_key_exchange() {
     let hello = [PROLOGUE, &[0u8; 32]].concat();
     assert_eq!(classify_first_payload(&hello), FirstFrame::V2);
     assert_eq!(
-        Responder::new(&server.noise, AuthorizedKeys::any(), &hello).unwrap_err(),
+        Responder::new(&server.noise, AuthorizedKeys::any(), &hello).expect_err("must fail"),
         HandshakeError::KeyExchange
     );
     // Message 2 whose ephemeral key is a point of order 1 (u = 1).
