@@ -222,6 +222,11 @@ impl Opener {
         Ok(())
     }
 
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn key_for_testing(&self) -> [u8; 32] {
+        self.key.key_for_testing()
+    }
+
     /// Reports the end of the stream (end of file from the transport).
     ///
     /// # Errors

@@ -66,6 +66,12 @@ impl TransportKey {
         self.nonce = nonce;
     }
 
+    /// A copy of the key, for test vectors.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn key_for_testing(&self) -> [u8; 32] {
+        self.key.expose_secret(|key| *key)
+    }
+
     /// How many more records this key may seal or open.
     pub(crate) fn remaining(&self) -> u64 {
         u64::MAX - self.nonce

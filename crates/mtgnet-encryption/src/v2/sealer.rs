@@ -205,6 +205,11 @@ impl Sealer {
         Some(record)
     }
 
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn key_for_testing(&self) -> [u8; 32] {
+        self.key.key_for_testing()
+    }
+
     fn check(&self, records: u64) -> Result<(), SealError> {
         if self.closed {
             Err(SealError::Closed)

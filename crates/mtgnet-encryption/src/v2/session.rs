@@ -44,6 +44,7 @@ const HANDSHAKE_HASH_SIZE: usize = 64;
 /// # Ok::<(), mtgnet_encryption::Error>(())
 /// ```
 pub struct Session {
+    initiator: bool,
     peer: PublicKey,
     handshake_hash: [u8; HANDSHAKE_HASH_SIZE],
     sealer: Sealer,
@@ -74,6 +75,7 @@ impl Session {
             (second, first)
         };
         Session {
+            initiator,
             peer,
             handshake_hash,
             sealer: Sealer::new(send),
@@ -92,6 +94,20 @@ impl Session {
     /// for channel binding.
     pub fn handshake_hash(&self) -> &[u8; 64] {
         &self.handshake_hash
+    }
+
+    /// The two transport keys of Noise's `Split()`, initiator-to-responder
+    /// first, for test vectors. They are the session's secrets: never call
+    /// this outside tests.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn transport_keys_for_testing(&self) -> [[u8; 32]; 2] {
+        let (send, receive) = (self.sealer.key_for_testing(), self.opener.key_for_testing());
+        if self.initiator {
+            [send, receive]
+        } else {
+            [receive, send]
+        }
     }
 
     /// The sending and the receiving half.
