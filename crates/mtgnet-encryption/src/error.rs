@@ -131,6 +131,13 @@ pub enum HandshakeError {
         /// The length received.
         len: usize,
     },
+    /// v2: where the client expects message 2, the server sent a 128-byte
+    /// v1 handshake frame: it speaks only encryption v1. A v2 client never
+    /// falls back; the user may choose v1 and its weaker protection.
+    #[error(
+        "the server speaks only encryption v1: it sent a v1 handshake frame instead of Noise message 2"
+    )]
+    OnlyV1,
     /// v2: the client's first frame does not start with the prologue
     /// `mtgnet-noise-xx/1`.
     #[error("the first frame does not start with the encryption v2 prologue")]

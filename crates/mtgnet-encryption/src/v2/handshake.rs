@@ -127,6 +127,8 @@ impl Initiator {
     ///
     /// # Errors
     ///
+    /// [`HandshakeError::OnlyV1`] if `response` is 128 bytes (a v1-only
+    /// server's handshake frame, which it sends without waiting);
     /// [`HandshakeError::MessageSize`] unless `response` is 192 bytes;
     /// [`HandshakeError::KeyExchange`] if a key in it has small order;
     /// [`HandshakeError::Authentication`] if it does not decrypt;
@@ -138,6 +140,9 @@ impl Initiator {
         mut self,
         response: &[u8],
     ) -> Result<([u8; MESSAGE3_SIZE], Session), HandshakeError> {
+        if response.len() == crate::HANDSHAKE_PAYLOAD_SIZE {
+            return Err(HandshakeError::OnlyV1);
+        }
         check_size(2, MESSAGE2_SIZE, response)?;
         let mut payload = [0u8; IDENTITY_PAYLOAD_SIZE];
         let len = self

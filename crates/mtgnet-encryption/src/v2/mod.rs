@@ -23,6 +23,21 @@
 //! The cryptography is libsodium's, through a `snow` resolver of our own;
 //! `snow` is built without any other.
 //!
+//! # What v2 protects, and what it does not
+//!
+//! Against a network attacker v2 gives mutual authentication of the
+//! Ed25519 identities (pins and authorized keys apply as in v1), a
+//! handshake bound to its whole transcript, forward secrecy, encrypted
+//! identities, and records that cannot be altered, replayed, reordered,
+//! reflected, moved between sessions or cut off unnoticed (a stream that
+//! ends without a close record is [`RecordError::Truncated`]).
+//! It does not hide the server's identity from anyone who connects (Noise
+//! XX sends it to the initiator), nor sizes, counts and timing of records,
+//! and it cannot prevent an attacker from breaking connections. The full
+//! argument is in `docs/encryption-v2.md`, section 8.
+//!
+//! [`RecordError::Truncated`]: crate::RecordError::Truncated
+//!
 //! # Example
 //!
 //! A whole session in memory:

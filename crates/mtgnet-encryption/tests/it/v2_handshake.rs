@@ -265,6 +265,18 @@ fn messages_2_and_3_of_a_wrong_size_are_rejected() {
 }
 
 #[test]
+fn v1_only_server_is_told_apart_from_a_bad_message_2() {
+    let (client, server) = (party(1), party(2));
+    let initiator = Initiator::new(&client.noise, AuthorizedKeys::any());
+    // A v1-only server sends its 128-byte handshake frame on connect.
+    let v1 = Handshake::new(&server.identity, AuthorizedKeys::any());
+    assert_eq!(
+        initiator.finish(v1.payload()).map(|(m3, _)| m3),
+        Err(HandshakeError::OnlyV1)
+    );
+}
+
+#[test]
 fn small_order_ephemeral_keys_fail_the_key_exchange() {
     let (client, server) = (party(1), party(2));
     // Message 1 carrying the all-zero point.
