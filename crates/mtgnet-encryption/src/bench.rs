@@ -270,9 +270,13 @@ impl RecordThroughput {
 /// Measures v2 record sealing and opening against the raw AEAD for
 /// `size`-byte messages, taking roughly `budget`, with the method of
 /// [`crypto_throughput`]: interleaved rounds, alternating order, best
-/// round of each. Opening works on pre-sealed copies refilled between
-/// timed batches, so copying is not timed; each record is opened by a
-/// fresh opener (its counter must be 0), made outside the timed part.
+/// round of each.
+///
+/// Sealing writes into one reused buffer. Opening uses one long-lived
+/// opener, as a connection does: before each timed batch the next messages
+/// are sealed (untimed) with the matching sealer, so every record carries
+/// the counter the opener expects; the raw side decrypts the same number
+/// of raw ciphertexts, each under its own counter.
 ///
 /// # Panics
 ///
@@ -284,16 +288,8 @@ pub fn record_throughput(size: usize, budget: Duration) -> RecordThroughput {
     let mut raw_out = vec![0u8; size + 16];
     let mut counter = 0u64;
 
-    // The records of one message, as frame payloads, and the raw sealing of
-    // the same message, for the open measurements.
-    let template_frames = v2_sealer(&KEY)
-        .seal_framed(&message)
-        .expect("a fresh sealer seals");
-    let template_records = frame_payloads(&template_frames);
-    let mut raw_template = vec![0u8; size + 16];
-    raw_aead_seal(&mut raw_template, &message, 0, &KEY);
-    let sealed_len = template_frames.len();
-    let copies = ((1 << 20) / sealed_len).clamp(1, 4096);
+    let framed_len = Sealer::framed_len(size);
+    let copies = ((1 << 20) / framed_len).clamp(1, 4096);
 
     let mut seal_records = |iters: u64| {
         let start = Instant::now();
@@ -312,43 +308,52 @@ pub fn record_throughput(size: usize, budget: Duration) -> RecordThroughput {
         }
         start.elapsed()
     };
-    let mut batch: Vec<Vec<Vec<u8>>> = vec![template_records.clone(); copies];
-    let mut raw_batch: Vec<Vec<u8>> = vec![raw_template.clone(); copies];
-    let mut openers: Vec<Opener> = Vec::with_capacity(copies);
+
+    // Opening: frames of `copies` messages, refilled before each batch.
+    let mut open_sealer = v2_sealer(&KEY);
+    let mut opener = v2_opener(&KEY).with_max_message(size);
+    let mut frames: Vec<Vec<u8>> = vec![vec![0u8; framed_len]; copies];
+    let mut raw_batch: Vec<Vec<u8>> = vec![vec![0u8; size + 16]; copies];
+    let mut raw_counter = 0u64;
     let mut open = |iters: u64, raw: bool| {
         let mut elapsed = Duration::ZERO;
         let mut left = iters;
         while left > 0 {
             let n = usize::try_from(left).map_or(copies, |l| l.min(copies));
+            let first_counter = raw_counter;
             if raw {
-                for buf in &mut raw_batch[..n] {
-                    buf.copy_from_slice(&raw_template);
+                for (i, buf) in raw_batch[..n].iter_mut().enumerate() {
+                    raw_aead_seal(buf, &message, first_counter + i as u64, &KEY);
                 }
+                raw_counter += n as u64;
             } else {
-                for records in &mut batch[..n] {
-                    for (record, template) in records.iter_mut().zip(&template_records) {
-                        record.copy_from_slice(template);
-                    }
+                for frame in &mut frames[..n] {
+                    open_sealer
+                        .seal_framed_into(&message, frame)
+                        .expect("counter far from exhausted");
                 }
-                openers.clear();
-                openers.extend((0..n).map(|_| v2_opener(&KEY)));
             }
             let start = Instant::now();
             if raw {
-                for buf in &mut raw_batch[..n] {
-                    assert!(raw_aead_open_in_place(black_box(buf), 0, &KEY));
+                for (i, buf) in raw_batch[..n].iter_mut().enumerate() {
+                    let ok = raw_aead_open_in_place(black_box(buf), first_counter + i as u64, &KEY);
+                    assert!(ok, "a raw ciphertext failed to open");
                 }
             } else {
-                for (records, opener) in batch[..n].iter_mut().zip(&mut openers) {
-                    for record in records.iter_mut() {
+                for frame in &mut frames[..n] {
+                    let mut rest = &mut frame[..];
+                    while let Some(colon) = rest.iter().position(|&b| b == b':') {
+                        let len = header_len(&rest[..colon]);
+                        let (record, after) = rest[colon + 1..].split_at_mut(len);
                         let opened = opener.open_in_place(black_box(record));
                         assert!(
                             matches!(
                                 opened,
                                 Ok(Opened::InPlace(_) | Opened::Message(_) | Opened::Partial)
                             ),
-                            "a sealed record failed to open"
+                            "a sealed record failed to open: {opened:?}"
                         );
+                        rest = &mut after[1..];
                     }
                 }
             }
@@ -405,14 +410,14 @@ pub fn record_throughput(size: usize, budget: Duration) -> RecordThroughput {
     }
 }
 
-/// The payloads of consecutive netstring+ frames written by a [`Sealer`].
-fn frame_payloads(mut frames: &[u8]) -> Vec<Vec<u8>> {
-    let mut payloads = Vec::new();
-    while let Some(colon) = frames.iter().position(|&b| b == b':') {
-        let header = std::str::from_utf8(&frames[..colon]).expect("hex header");
-        let len = usize::from_str_radix(header, 16).expect("hex header");
-        payloads.push(frames[colon + 1..colon + 1 + len].to_vec());
-        frames = &frames[colon + 2 + len..];
-    }
-    payloads
+/// The length in a netstring+ header written by a [`Sealer`].
+fn header_len(hex: &[u8]) -> usize {
+    hex.iter().fold(0, |len, &digit| {
+        let value = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'A'..=b'F' => digit - b'A' + 10,
+            _ => unreachable!("a Sealer writes upper-case hex headers"),
+        };
+        len * 16 + usize::from(value)
+    })
 }

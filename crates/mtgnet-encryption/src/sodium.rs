@@ -399,69 +399,123 @@ pub(crate) fn aead_decrypt(
     rc == 0
 }
 
-/// How much of the plaintext [`aead_seal_flagged`] encrypts through a stack
-/// buffer: eight ChaCha20 blocks.
-const SEAL_HEAD: usize = 512;
-
-/// ChaCha20-Poly1305-IETF (RFC 8439) with empty associated data of the
-/// plaintext `flag || data`, written as ciphertext (`1 + data.len()` bytes)
-/// then tag (16) into `out`, *without* first copying `data` next to the
-/// flag: the same bytes as
-/// [`aead_encrypt`]`(out, &[&[flag], data].concat(), &[], nonce, key)`.
+/// The two halves of ChaCha20-Poly1305-IETF (RFC 8439) with empty
+/// associated data, for records that are encrypted or decrypted piecewise:
+/// [`chacha20_xor`] applies the key stream from any block boundary, and
+/// [`aead_tag`] computes the tag of a whole ciphertext.
 ///
-/// This is libsodium's own `crypto_aead_chacha20poly1305_ietf_encrypt_detached`
-/// step for step (block 0 of the key stream keys Poly1305; the plaintext is
-/// XORed with the stream from block 1; the MAC covers the ciphertext, its
-/// padding to 16 bytes and the two little-endian 64-bit lengths), except
-/// that the stream is applied in two calls: the first [`SEAL_HEAD`] bytes
-/// of plaintext (the flag and up to 511 data bytes) through a stack
-/// buffer, then the rest of `data` straight from the caller's message into
-/// `out`, starting at block 9. A record is thus sealed from the message
-/// into the frame buffer in one pass, like the raw AEAD, with no large
-/// `memcpy` (which is slow on some CPUs when source and destination are
-/// differently aligned, as a frame header of variable length makes them).
-/// The head is eight blocks so that both calls run libsodium's widest
-/// (eight-block AVX2) ChaCha20 loop on whole batches.
+/// Together they are libsodium's
+/// `crypto_aead_chacha20poly1305_ietf_{encrypt,decrypt}_detached` step for
+/// step (block 0 of the key stream keys Poly1305; the plaintext is XORed
+/// with the stream from block 1; the MAC covers the ciphertext, its padding
+/// to 16 bytes and the two little-endian 64-bit lengths), so the bytes are
+/// the same; tests check that against those functions. Splitting them lets
+/// the record layer seal from the caller's message straight into the frame
+/// and open straight into the reassembled message, without the large
+/// `memcpy` that gluing a flag byte to the data would take (slow on some
+/// CPUs when source and destination are differently aligned, as a frame
+/// header of variable length makes them).
+///
+/// XORs `input` with the ChaCha20-IETF key stream for `nonce` and `key`,
+/// starting at plaintext byte `offset` (key stream block `1 + offset / 64`),
+/// into `output`.
 ///
 /// # Panics
 ///
-/// Panics unless `out.len() == 1 + data.len() + 16`, or if `data` is longer
-/// than the IETF stream allows (about 256 GiB).
-pub(crate) fn aead_seal_flagged(
-    out: &mut [u8],
-    flag: u8,
-    data: &[u8],
+/// Panics unless `output.len() == input.len()` and `offset` is a multiple
+/// of 64, or if the 32-bit block counter would wrap (about 256 GiB).
+pub(crate) fn chacha20_xor(
+    output: &mut [u8],
+    input: &[u8],
+    offset: usize,
     nonce: &[u8; 12],
     key: &[u8; 32],
 ) {
     init();
-    let plaintext_len = 1 + data.len();
+    assert_eq!(output.len(), input.len(), "XOR needs equal lengths");
+    let counter = stream_counter(offset, input.len());
+    if input.is_empty() {
+        return;
+    }
+    // SAFETY: `output` is valid for `input.len()` writes and `input` for as
+    // many reads; they cannot overlap (mutable vs shared borrow). Nonce and
+    // key are the 12 and 32 bytes libsodium reads.
+    let rc = unsafe {
+        ffi::crypto_stream_chacha20_ietf_xor_ic(
+            output.as_mut_ptr(),
+            input.as_ptr(),
+            input.len() as u64,
+            nonce.as_ptr(),
+            counter,
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
+}
+
+/// [`chacha20_xor`] in place.
+///
+/// # Panics
+///
+/// As [`chacha20_xor`].
+pub(crate) fn chacha20_xor_in_place(
+    buf: &mut [u8],
+    offset: usize,
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    let counter = stream_counter(offset, buf.len());
+    if buf.is_empty() {
+        return;
+    }
+    let ptr = buf.as_mut_ptr();
+    // SAFETY: `ptr` is valid for `buf.len()` reads and writes; libsodium's
+    // ChaCha20 XORs block by block and supports c == m exactly (in place),
+    // and both raw pointers come from the one exclusive borrow `buf`. Nonce
+    // and key are 12 and 32 bytes.
+    let rc = unsafe {
+        ffi::crypto_stream_chacha20_ietf_xor_ic(
+            ptr,
+            ptr.cast_const(),
+            buf.len() as u64,
+            nonce.as_ptr(),
+            counter,
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
+}
+
+/// The initial block counter for plaintext byte `offset`: block 0 keys
+/// Poly1305, so plaintext starts at block 1.
+fn stream_counter(offset: usize, len: usize) -> u32 {
     assert_eq!(
-        out.len(),
-        plaintext_len + AEAD_TAG_SIZE,
-        "output must be exactly 17 bytes longer than the data"
+        offset % 64,
+        0,
+        "the key stream is applied from block boundaries"
     );
-    // The 32-bit block counter of the IETF stream must not wrap.
+    let last_block = (offset as u64 + len as u64).div_ceil(64);
     assert!(
-        (plaintext_len as u64) < 64 * u64::from(u32::MAX),
+        last_block < u64::from(u32::MAX),
         "data longer than the ChaCha20-IETF stream"
     );
-    let (ciphertext, tag) = out.split_at_mut(plaintext_len);
+    1 + (offset / 64) as u32
+}
 
-    // The head of the plaintext: the flag and up to SEAL_HEAD - 1 data
-    // bytes. (Not wiped: it holds message bytes, not key material.)
-    let head_len = plaintext_len.min(SEAL_HEAD);
-    let mut head = [0u8; SEAL_HEAD];
-    head[0] = flag;
-    head[1..head_len].copy_from_slice(&data[..head_len - 1]);
-    let (head_out, rest_out) = ciphertext.split_at_mut(head_len);
-    let rest_in = &data[head_len - 1..];
-    debug_assert_eq!(rest_in.len(), rest_out.len());
-
+/// The Poly1305 tag ChaCha20-Poly1305-IETF gives `ciphertext` with empty
+/// associated data, under `nonce` and `key` (see [`chacha20_xor`]).
+pub(crate) fn aead_tag(ciphertext: &[u8], nonce: &[u8; 12], key: &[u8; 32]) -> [u8; AEAD_TAG_SIZE] {
+    init();
     let mut block0 = [0u8; 64];
     let mut state = ffi::crypto_onetimeauth_poly1305_state { opaque: [0; 256] };
-    // SAFETY: `block0` is 64 writable bytes; nonce and key are the 12 and 32
-    // bytes crypto_stream_chacha20_ietf reads.
+    let mut tag = [0u8; AEAD_TAG_SIZE];
+    let padding = [0u8; 16];
+    let mut lengths = [0u8; 16];
+    // Associated data: empty, so its length (0) is already in place.
+    lengths[8..].copy_from_slice(&(ciphertext.len() as u64).to_le_bytes());
+    // SAFETY: `block0` is 64 writable bytes; nonce and key are the 12 and
+    // 32 bytes crypto_stream_chacha20_ietf reads.
     let rc = unsafe {
         ffi::crypto_stream_chacha20_ietf(block0.as_mut_ptr(), 64, nonce.as_ptr(), key.as_ptr())
     };
@@ -469,71 +523,38 @@ pub(crate) fn aead_seal_flagged(
         rc, 0,
         "crypto_stream_chacha20_ietf cannot fail for 64 bytes"
     );
-    // SAFETY: `state` is an aligned poly1305 state owned here; the key is
-    // the first 32 of `block0`'s 64 readable bytes.
-    unsafe { ffi::crypto_onetimeauth_poly1305_init(&mut state, block0.as_ptr()) };
-    wipe(&mut block0);
-    // SAFETY: `head_out` is valid for `head_len` writes and `head` for as
-    // many reads (head_len <= SEAL_HEAD), and they do not overlap (a stack
-    // buffer and the caller's slice). Initial counter 1: block 0 keyed
-    // Poly1305.
-    let rc = unsafe {
-        ffi::crypto_stream_chacha20_ietf_xor_ic(
-            head_out.as_mut_ptr(),
-            head.as_ptr(),
-            head_len as u64,
-            nonce.as_ptr(),
-            1,
-            key.as_ptr(),
-        )
-    };
-    assert_eq!(
-        rc, 0,
-        "crypto_stream_chacha20_ietf_xor_ic cannot fail for the head"
-    );
-    if !rest_in.is_empty() {
-        // SAFETY: `rest_out` is valid for `rest_in.len()` writes (same
-        // length, asserted through `out.len()` above) and `rest_in` for as
-        // many reads; they do not overlap (the caller's `data` is borrowed
-        // shared, `out` mutably). Nonce and key are 12 and 32 bytes. The
-        // rest starts at plaintext byte SEAL_HEAD, the start of block
-        // 1 + SEAL_HEAD / 64.
-        let rc = unsafe {
-            ffi::crypto_stream_chacha20_ietf_xor_ic(
-                rest_out.as_mut_ptr(),
-                rest_in.as_ptr(),
-                rest_in.len() as u64,
-                nonce.as_ptr(),
-                1 + (SEAL_HEAD / 64) as u32,
-                key.as_ptr(),
-            )
-        };
-        assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
-    }
-
-    let padding = [0u8; 16];
-    let mut lengths = [0u8; 16];
-    // Associated data: empty, so its length (0) is already in place.
-    lengths[8..].copy_from_slice(&(plaintext_len as u64).to_le_bytes());
-    // SAFETY: `state` was initialised above; every input pointer is valid
-    // for the length given with it: the ciphertext just written, 0 to 15
-    // bytes of `padding`, and the 16 bytes of `lengths`. `tag` is exactly
-    // the 16 bytes crypto_onetimeauth_poly1305_final writes.
+    // SAFETY: `state` is an aligned poly1305 state owned here, keyed with
+    // the first 32 of `block0`'s 64 bytes; every input pointer is valid for
+    // the length given with it (the ciphertext, 0 to 15 bytes of `padding`,
+    // the 16 bytes of `lengths`); `tag` is the 16 bytes final writes. A
+    // dangling pointer of an empty ciphertext is passed with length 0 and
+    // never read.
     unsafe {
+        ffi::crypto_onetimeauth_poly1305_init(&mut state, block0.as_ptr());
         ffi::crypto_onetimeauth_poly1305_update(
             &mut state,
             ciphertext.as_ptr(),
-            plaintext_len as u64,
+            ciphertext.len() as u64,
         );
         ffi::crypto_onetimeauth_poly1305_update(
             &mut state,
             padding.as_ptr(),
-            ((16 - plaintext_len % 16) % 16) as u64,
+            ((16 - ciphertext.len() % 16) % 16) as u64,
         );
         ffi::crypto_onetimeauth_poly1305_update(&mut state, lengths.as_ptr(), 16);
         ffi::crypto_onetimeauth_poly1305_final(&mut state, tag.as_mut_ptr());
     }
+    wipe(&mut block0);
     wipe(&mut state.opaque);
+    tag
+}
+
+/// Constant-time comparison of two tags (`crypto_verify_16`).
+#[must_use]
+pub(crate) fn tags_equal(a: &[u8; AEAD_TAG_SIZE], b: &[u8; AEAD_TAG_SIZE]) -> bool {
+    init();
+    // SAFETY: both arrays are the 16 bytes crypto_verify_16 reads.
+    unsafe { ffi::crypto_verify_16(a.as_ptr(), b.as_ptr()) == 0 }
 }
 
 /// In-place `crypto_aead_chacha20poly1305_ietf_decrypt_detached` with empty

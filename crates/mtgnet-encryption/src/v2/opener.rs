@@ -4,8 +4,8 @@ use std::ops::Range;
 
 use crate::error::RecordError;
 
-use super::record::{Flag, TransportKey};
-use super::{DEFAULT_MAX_MESSAGE, MAX_RECORD, RECORD_TAG_SIZE};
+use super::record::{Flag, HEAD, TransportKey};
+use super::{DEFAULT_MAX_MESSAGE, MAX_CHUNK, MAX_RECORD, RECORD_TAG_SIZE};
 
 /// What one record contributed, from [`Opener::open_in_place`].
 ///
@@ -32,6 +32,17 @@ pub enum Opened {
     /// The peer's close record: it sends nothing more. Answer what is in
     /// flight, send your own close record if you have not, and close.
     Closed,
+}
+
+/// What a valid record does to the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The close record.
+    Close,
+    /// A whole message in one record.
+    Whole,
+    /// A chunk of a message of several records; `last` completes it.
+    Append { last: bool },
 }
 
 /// Where the opener is in the stream of records.
@@ -88,6 +99,13 @@ enum State {
 #[derive(Debug)]
 pub struct Opener {
     key: TransportKey,
+    stream: Stream,
+}
+
+/// The opener's view of the stream of plaintexts: flags, state and
+/// reassembly, apart from the key so that both can be borrowed at once.
+#[derive(Debug)]
+struct Stream {
     max_message: usize,
     state: State,
     /// The chunks received of an incomplete message.
@@ -98,9 +116,11 @@ impl Opener {
     pub(crate) fn new(key: TransportKey) -> Opener {
         Opener {
             key,
-            max_message: DEFAULT_MAX_MESSAGE,
-            state: State::Idle,
-            pending: Vec::new(),
+            stream: Stream {
+                max_message: DEFAULT_MAX_MESSAGE,
+                state: State::Idle,
+                pending: Vec::new(),
+            },
         }
     }
 
@@ -108,18 +128,18 @@ impl Opener {
     /// connection's `max_frame`); the default is
     /// [`DEFAULT_MAX_MESSAGE`] (16 MiB).
     pub fn with_max_message(mut self, max_message: usize) -> Opener {
-        self.max_message = max_message;
+        self.stream.max_message = max_message;
         self
     }
 
     /// The largest reassembled message accepted, in bytes.
     pub fn max_message(&self) -> usize {
-        self.max_message
+        self.stream.max_message
     }
 
     /// Whether the peer's close record has arrived.
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        self.stream.state == State::Closed
     }
 
     /// How many records this opener has opened: the counter of the next one.
@@ -148,15 +168,15 @@ impl Opener {
     pub fn open_in_place(&mut self, record: &mut [u8]) -> Result<Opened, RecordError> {
         let result = self.open(record);
         if result.is_err() {
-            self.state = State::Failed;
+            self.stream.state = State::Failed;
             // The partial message goes with the session.
-            self.pending = Vec::new();
+            self.stream.pending = Vec::new();
         }
         result
     }
 
     fn open(&mut self, record: &mut [u8]) -> Result<Opened, RecordError> {
-        match self.state {
+        match self.stream.state {
             State::Failed => return Err(RecordError::Failed),
             State::Closed => return Err(RecordError::AfterClose),
             State::Idle | State::InMessage => {}
@@ -170,56 +190,57 @@ impl Opener {
         if self.key.remaining() == 0 {
             return Err(RecordError::Exhausted);
         }
-        let (plaintext, tag) = record.split_at_mut(plaintext_len);
+        let (ciphertext, tag) = record.split_at_mut(plaintext_len);
         let tag: &[u8; RECORD_TAG_SIZE] = (&*tag).try_into().map_err(|_| RecordError::Decrypt)?;
-        if !self.key.open_in_place(plaintext, tag) {
-            return Err(RecordError::Decrypt);
-        }
-        let Some((&flag, data)) = plaintext.split_first() else {
-            return Err(RecordError::MissingFlag);
-        };
-        match Flag::from_byte(flag) {
-            None => Err(RecordError::UnknownFlag(flag)),
-            Some(Flag::Close) if !data.is_empty() => {
-                Err(RecordError::CloseWithData { len: data.len() })
+        let verified = self
+            .key
+            .verify(ciphertext, tag)
+            .ok_or(RecordError::Decrypt)?;
+        let stream = &mut self.stream;
+        // Authentic. The data is decrypted once, straight to where it ends
+        // up: in the record for a whole message, in the reassembly buffer
+        // for a chunk of a longer one.
+        let opened = if stream.state == State::Idle && plaintext_len <= MAX_CHUNK {
+            // Not a full record, so (from a writer that follows the rules)
+            // a whole message or a close: decrypt it where it is, in one call.
+            verified.decrypt_in_place(ciphertext, 0);
+            let (&flag, data) = ciphertext.split_first().ok_or(RecordError::MissingFlag)?;
+            match stream.next(flag, data.len())? {
+                Step::Close => Opened::Closed,
+                Step::Whole => Opened::InPlace(1..plaintext_len),
+                // A short first chunk: legal, if no writer of ours sends it.
+                Step::Append { last } => stream.append(data, last),
             }
-            Some(Flag::Close) if self.state == State::InMessage => {
-                Err(RecordError::CloseMidMessage)
-            }
-            Some(Flag::Close) => {
-                self.state = State::Closed;
-                Ok(Opened::Closed)
-            }
-            Some(Flag::More) => {
-                self.append(data)?;
-                self.state = State::InMessage;
-                Ok(Opened::Partial)
-            }
-            Some(Flag::Last) if self.state == State::InMessage => {
-                self.append(data)?;
-                self.state = State::Idle;
-                Ok(Opened::Message(std::mem::take(&mut self.pending)))
-            }
-            Some(Flag::Last) => {
-                if data.len() > self.max_message {
-                    return Err(RecordError::MessageTooLarge {
-                        max: self.max_message,
-                    });
+        } else {
+            // Learn the flag from the head (the flag and up to 511 data
+            // bytes, decrypted on the stack), then decrypt the rest to its
+            // place.
+            let head_len = plaintext_len.min(HEAD);
+            let mut head = [0u8; HEAD];
+            verified.decrypt(&mut head[..head_len], &ciphertext[..head_len], 0);
+            let (&flag, head_data) = head[..head_len]
+                .split_first()
+                .ok_or(RecordError::MissingFlag)?;
+            let (head_in_record, rest) = ciphertext.split_at_mut(head_len);
+            match stream.next(flag, plaintext_len - 1)? {
+                Step::Close => Opened::Closed,
+                Step::Whole => {
+                    verified.decrypt_in_place(rest, HEAD);
+                    head_in_record.copy_from_slice(&head[..head_len]);
+                    Opened::InPlace(1..plaintext_len)
                 }
-                Ok(Opened::InPlace(1..plaintext_len))
+                Step::Append { last } => {
+                    stream.pending.extend_from_slice(head_data);
+                    let start = stream.pending.len();
+                    stream.pending.resize(start + rest.len(), 0);
+                    verified.decrypt(&mut stream.pending[start..], rest, HEAD);
+                    stream.append(&[], last)
+                }
             }
-        }
-    }
-
-    /// Adds a chunk to the message being reassembled, within the limit.
-    fn append(&mut self, data: &[u8]) -> Result<(), RecordError> {
-        if data.len() > self.max_message.saturating_sub(self.pending.len()) {
-            return Err(RecordError::MessageTooLarge {
-                max: self.max_message,
-            });
-        }
-        self.pending.extend_from_slice(data);
-        Ok(())
+        };
+        // The record was authentic and valid: its counter value is used up.
+        self.key.advance();
+        Ok(opened)
     }
 
     #[cfg(feature = "test-hooks")]
@@ -235,10 +256,52 @@ impl Opener {
     /// first: the stream may have been cut, and a message or a whole
     /// exchange may be missing.
     pub fn finish_eof(&self) -> Result<(), RecordError> {
-        if self.state == State::Closed {
+        if self.stream.state == State::Closed {
             Ok(())
         } else {
             Err(RecordError::Truncated)
+        }
+    }
+}
+
+impl Stream {
+    /// Checks a record's flag and data length against the state and the
+    /// size limit, and moves the state on.
+    fn next(&mut self, flag: u8, data_len: usize) -> Result<Step, RecordError> {
+        let in_message = self.state == State::InMessage;
+        let step = match Flag::from_byte(flag) {
+            None => return Err(RecordError::UnknownFlag(flag)),
+            Some(Flag::Close) if data_len > 0 => {
+                return Err(RecordError::CloseWithData { len: data_len });
+            }
+            Some(Flag::Close) if in_message => return Err(RecordError::CloseMidMessage),
+            Some(Flag::Close) => Step::Close,
+            Some(Flag::Last) if !in_message => Step::Whole,
+            Some(Flag::Last) => Step::Append { last: true },
+            Some(Flag::More) => Step::Append { last: false },
+        };
+        let so_far = if in_message { self.pending.len() } else { 0 };
+        if step != Step::Close && data_len > self.max_message.saturating_sub(so_far) {
+            return Err(RecordError::MessageTooLarge {
+                max: self.max_message,
+            });
+        }
+        self.state = match step {
+            Step::Close => State::Closed,
+            Step::Whole | Step::Append { last: true } => State::Idle,
+            Step::Append { last: false } => State::InMessage,
+        };
+        Ok(step)
+    }
+
+    /// Adds `data` to the message being reassembled; hands the message over
+    /// if this was its last chunk.
+    fn append(&mut self, data: &[u8], last: bool) -> Opened {
+        self.pending.extend_from_slice(data);
+        if last {
+            Opened::Message(std::mem::take(&mut self.pending))
+        } else {
+            Opened::Partial
         }
     }
 }

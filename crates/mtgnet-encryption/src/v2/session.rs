@@ -119,6 +119,7 @@ impl Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
+            .field("initiator", &self.initiator)
             .field("peer", &self.peer)
             .field("sealer", &self.sealer)
             .field("opener", &self.opener)
