@@ -147,7 +147,10 @@ impl Opener {
         self.key.nonce()
     }
 
-    /// Opens the next record (a frame payload), decrypting it in place.
+    /// Opens the next record (a frame payload). A whole message is
+    /// decrypted in place, in `record`; a chunk of a longer message is
+    /// decrypted into the opener's reassembly buffer. The tag is checked
+    /// before anything is decrypted.
     ///
     /// The checks run in this order: record length, decryption (key and
     /// counter), flag byte, flag rules, message size.

@@ -163,6 +163,11 @@ impl Sealer {
     /// # Errors
     ///
     /// As [`seal_framed_into`](Self::seal_framed_into).
+    ///
+    /// # Panics
+    ///
+    /// Panics unless `out.len() == data.len() + 17` and `data` is at most
+    /// 65,518 bytes.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn seal_record_into(
