@@ -1,17 +1,27 @@
-//! The MTGNet encryption extension, v1: identity keys, authorized keys, the
-//! handshake and sealed frames, byte-compatible with the deployed Common
-//! Lisp and PHP peers (PROTOCOL.md section 6).
+//! The MTGNet encryption extension: v1, byte-compatible with the deployed
+//! Common Lisp and PHP peers (PROTOCOL.md section 6), and v2, a Noise XX
+//! channel bound to the same Ed25519 identities ([`v2`],
+//! `docs/encryption-v2.md`) that a server negotiates beside v1.
 //!
-//! This crate does no IO. It turns bytes into bytes: a [`Handshake`] produces
-//! the 128-byte payload to send and consumes the peer's, yielding a
-//! [`Session`] that seals and opens frame payloads. Framing them (netstring+)
-//! and moving them over a socket is the job of `mtgnet-proto` and `mtgnet`.
+//! This crate does no IO. It turns bytes into bytes. In v1 a [`Handshake`]
+//! produces the 128-byte payload to send and consumes the peer's, yielding
+//! a [`Session`] that seals and opens frame payloads. In v2 an
+//! [`Initiator`](v2::Initiator) or [`Responder`](v2::Responder) consumes
+//! and produces the three handshake frame payloads, yielding a
+//! [`v2::Session`] that splits into a [`Sealer`](v2::Sealer), which writes
+//! whole netstring+ frames of records, and an [`Opener`](v2::Opener), which
+//! opens records and reassembles messages. Reading frames and moving them
+//! over a socket is the job of `mtgnet-proto` and `mtgnet`.
 //!
 //! ```text
-//!   messages (JSON)     mtgnet-proto
-//!   Session::seal/open  this crate: nonce (24) || MAC (16) || ciphertext
-//!   Handshake           this crate: identity_pk (32) || crypto_sign(e_pk) (96)
-//!   framing             mtgnet-proto (netstring+)
+//!                       v1                                       v2
+//!   messages (JSON)     mtgnet-proto                             mtgnet-proto
+//!   sealing             Session::seal/open:                      Sealer / Opener: records =
+//!                       nonce (24) || MAC (16) || ciphertext     Noise transport messages of flag || chunk
+//!   handshake           Handshake: identity_pk (32) ||           Initiator / Responder: Noise XX, payload
+//!                       crypto_sign(e_pk) (96)                   identity_pk (32) || sig(static_pk) (64)
+//!   negotiation         -                                        v2::classify_first_payload (server)
+//!   framing             mtgnet-proto (netstring+)                netstring+ (the Sealer writes it too)
 //!   transport           mtgnet (tokio, std::net)
 //! ```
 //!
@@ -64,6 +74,12 @@
 //! # Ok::<(), mtgnet_encryption::Error>(())
 //! ```
 //!
+//! Encryption v2 runs its handshake through the `snow` crate, built without
+//! any cryptography of its own: a resolver on libsodium supplies X25519,
+//! ChaCha20-Poly1305 and BLAKE2b, so libsodium stays the only cryptographic
+//! library. Its long-lived static key lives in protected memory like the
+//! identity; its two transport keys like v1's session key.
+//!
 //! # Known weaknesses of v1
 //!
 //! v1 is what the deployed peers speak, so this crate implements it exactly,
@@ -82,6 +98,11 @@
 //! - With [`AuthorizedKeys::any`] (the default), the handshake proves only
 //!   that the peer holds *some* key; pin keys to authenticate anyone.
 //!
+//! v2 closes the first three gaps (directional keys and counters, a
+//! transcript-bound handshake with key confirmation, identities encrypted)
+//! and tells a truncated stream from a closed one; see [`v2`] for what it
+//! protects against and what it does not.
+//!
 //! # Panics
 //!
 //! If libsodium fails to initialise (`sodium_init` returns -1), the first
@@ -99,6 +120,7 @@ mod nonce;
 mod session;
 #[allow(unsafe_code)]
 mod sodium;
+pub mod v2;
 
 #[doc(hidden)]
 pub mod bench;
@@ -109,6 +131,7 @@ pub use authorized::AuthorizedKeys;
 pub use ephemeral::{EphemeralKeypair, EphemeralSecret, SessionKey};
 pub use error::{
     AuthorizedKeysError, DecryptError, Error, HandshakeError, InvalidSignature, KeyError,
+    RecordError, SealError,
 };
 pub use handshake::Handshake;
 pub use keys::{EncodedSecret, IdentitySecret, PublicKey};

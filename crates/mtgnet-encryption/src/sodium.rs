@@ -230,6 +230,436 @@ pub(crate) fn box_open_easy_afternm_in_place(
     rc == 0
 }
 
+// ---------------------------------------------------------------------------
+// Encryption v2 (Noise XX): X25519, Ed25519 detached signatures,
+// ChaCha20-Poly1305-IETF and BLAKE2b.
+// ---------------------------------------------------------------------------
+
+/// X25519 (`crypto_scalarmult`): writes `secret * public` into `shared`.
+///
+/// Returns `false`, leaving `shared` zeroed, when the result is all zero
+/// (the public key has small order); libsodium checks this itself.
+#[must_use]
+pub(crate) fn scalarmult(shared: &mut [u8; 32], secret: &[u8; 32], public: &[u8; 32]) -> bool {
+    init();
+    // SAFETY: the three arrays are the crypto_scalarmult_BYTES and
+    // crypto_scalarmult_SCALARBYTES (32 each) libsodium writes and reads.
+    let rc =
+        unsafe { ffi::crypto_scalarmult(shared.as_mut_ptr(), secret.as_ptr(), public.as_ptr()) };
+    if rc != 0 {
+        wipe(shared);
+    }
+    rc == 0
+}
+
+/// Detached Ed25519 signature of `message` (`crypto_sign_detached`).
+pub(crate) fn sign_detached(message: &[u8], secret: &[u8; 64]) -> [u8; 64] {
+    init();
+    let mut signature = [0u8; 64];
+    // SAFETY: `signature` has the crypto_sign_BYTES (64) libsodium writes; a
+    // NULL length out-pointer is allowed; `message` is valid for
+    // `message.len()` reads; `secret` is the 64-byte secret key.
+    let rc = unsafe {
+        ffi::crypto_sign_detached(
+            signature.as_mut_ptr(),
+            ptr::null_mut(),
+            message.as_ptr(),
+            message.len() as u64,
+            secret.as_ptr(),
+        )
+    };
+    assert_eq!(
+        rc, 0,
+        "crypto_sign_detached cannot fail for an in-memory message"
+    );
+    signature
+}
+
+/// Verifies a detached Ed25519 signature (`crypto_sign_verify_detached`),
+/// with libsodium's strict checks (S < L, canonical and non-small-order A
+/// and R).
+#[must_use]
+pub(crate) fn sign_verify_detached(
+    signature: &[u8; 64],
+    message: &[u8],
+    public: &[u8; 32],
+) -> bool {
+    init();
+    // SAFETY: `signature` and `public` are the 64 and 32 bytes libsodium
+    // reads; `message` is valid for `message.len()` reads.
+    let rc = unsafe {
+        ffi::crypto_sign_verify_detached(
+            signature.as_ptr(),
+            message.as_ptr(),
+            message.len() as u64,
+            public.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// Size of the Poly1305 tag of ChaCha20-Poly1305-IETF.
+pub(crate) const AEAD_TAG_SIZE: usize = 16;
+
+/// The 96-bit ChaCha20-Poly1305-IETF nonce of Noise's ChaChaPoly cipher:
+/// 4 zero bytes, then the 64-bit counter in little-endian order.
+#[inline]
+pub(crate) fn noise_nonce(counter: u64) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&counter.to_le_bytes());
+    nonce
+}
+
+/// `crypto_aead_chacha20poly1305_ietf_encrypt`: writes ciphertext || tag (16)
+/// of `plaintext` into `out`.
+///
+/// # Panics
+///
+/// Panics unless `out.len() == plaintext.len() + 16`.
+pub(crate) fn aead_encrypt(
+    out: &mut [u8],
+    plaintext: &[u8],
+    ad: &[u8],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    assert_eq!(
+        out.len(),
+        plaintext.len() + AEAD_TAG_SIZE,
+        "output must be exactly 16 bytes longer than the plaintext"
+    );
+    // SAFETY: `out` is valid for plaintext.len() + crypto_aead_..._ABYTES
+    // writes (checked above); `plaintext` and `ad` for their lengths in
+    // reads; nonce and key are the 12 and 32 bytes libsodium reads; a NULL
+    // length out-pointer and a NULL nsec are allowed. `out` cannot overlap
+    // the inputs: it is borrowed mutably, they are borrowed shared.
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_encrypt(
+            out.as_mut_ptr(),
+            ptr::null_mut(),
+            plaintext.as_ptr(),
+            plaintext.len() as u64,
+            ad.as_ptr(),
+            ad.len() as u64,
+            ptr::null(),
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(
+        rc, 0,
+        "plaintext longer than crypto_aead_chacha20poly1305_ietf_MESSAGEBYTES_MAX"
+    );
+}
+
+/// `crypto_aead_chacha20poly1305_ietf_decrypt` of `ciphertext` = ciphertext
+/// || tag (16) into `out`.
+///
+/// Returns `false` if `ciphertext` is shorter than the tag, `out` is not
+/// exactly 16 bytes shorter than it, or authentication fails (libsodium
+/// checks the tag before it decrypts, so `out` is then left as it was).
+#[must_use]
+pub(crate) fn aead_decrypt(
+    out: &mut [u8],
+    ciphertext: &[u8],
+    ad: &[u8],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) -> bool {
+    init();
+    if ciphertext.len() < AEAD_TAG_SIZE || out.len() != ciphertext.len() - AEAD_TAG_SIZE {
+        return false;
+    }
+    // libsodium accepts a NULL output when there is nothing to write, which
+    // keeps a dangling (empty-slice) pointer from ever reaching C.
+    let m = if out.is_empty() {
+        ptr::null_mut()
+    } else {
+        out.as_mut_ptr()
+    };
+    // SAFETY: `m` is NULL or valid for ciphertext.len() - 16 writes (checked
+    // above), which is all libsodium writes; `ciphertext` and `ad` are valid
+    // for their lengths in reads; nonce and key are 12 and 32 bytes; NULL
+    // nsec and length out-pointers are allowed. `out` cannot overlap the
+    // inputs (mutable vs shared borrows).
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_decrypt(
+            m,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ciphertext.as_ptr(),
+            ciphertext.len() as u64,
+            ad.as_ptr(),
+            ad.len() as u64,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// The two halves of ChaCha20-Poly1305-IETF (RFC 8439) with empty
+/// associated data, for records that are encrypted or decrypted piecewise:
+/// [`chacha20_xor`] applies the key stream from any block boundary, and
+/// [`aead_tag`] computes the tag of a whole ciphertext.
+///
+/// Together they are libsodium's
+/// `crypto_aead_chacha20poly1305_ietf_{encrypt,decrypt}_detached` step for
+/// step (block 0 of the key stream keys Poly1305; the plaintext is XORed
+/// with the stream from block 1; the MAC covers the ciphertext, its padding
+/// to 16 bytes and the two little-endian 64-bit lengths), so the bytes are
+/// the same; tests check that against those functions. Splitting them lets
+/// the record layer seal from the caller's message straight into the frame
+/// and open straight into the reassembled message, without the large
+/// `memcpy` that gluing a flag byte to the data would take (slow on some
+/// CPUs when source and destination are differently aligned, as a frame
+/// header of variable length makes them).
+///
+/// XORs `input` with the ChaCha20-IETF key stream for `nonce` and `key`,
+/// starting at plaintext byte `offset` (key stream block `1 + offset / 64`),
+/// into `output`.
+///
+/// # Panics
+///
+/// Panics unless `output.len() == input.len()` and `offset` is a multiple
+/// of 64, or if the 32-bit block counter would wrap (about 256 GiB).
+pub(crate) fn chacha20_xor(
+    output: &mut [u8],
+    input: &[u8],
+    offset: usize,
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    assert_eq!(output.len(), input.len(), "XOR needs equal lengths");
+    let counter = stream_counter(offset, input.len());
+    if input.is_empty() {
+        return;
+    }
+    // SAFETY: `output` is valid for `input.len()` writes and `input` for as
+    // many reads; they cannot overlap (mutable vs shared borrow). Nonce and
+    // key are the 12 and 32 bytes libsodium reads.
+    let rc = unsafe {
+        ffi::crypto_stream_chacha20_ietf_xor_ic(
+            output.as_mut_ptr(),
+            input.as_ptr(),
+            input.len() as u64,
+            nonce.as_ptr(),
+            counter,
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
+}
+
+/// [`chacha20_xor`] in place.
+///
+/// # Panics
+///
+/// As [`chacha20_xor`].
+pub(crate) fn chacha20_xor_in_place(
+    buf: &mut [u8],
+    offset: usize,
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    let counter = stream_counter(offset, buf.len());
+    if buf.is_empty() {
+        return;
+    }
+    let ptr = buf.as_mut_ptr();
+    // SAFETY: `ptr` is valid for `buf.len()` reads and writes; libsodium's
+    // ChaCha20 XORs block by block and supports c == m exactly (in place),
+    // and both raw pointers come from the one exclusive borrow `buf`. Nonce
+    // and key are 12 and 32 bytes.
+    let rc = unsafe {
+        ffi::crypto_stream_chacha20_ietf_xor_ic(
+            ptr,
+            ptr.cast_const(),
+            buf.len() as u64,
+            nonce.as_ptr(),
+            counter,
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
+}
+
+/// The initial block counter for plaintext byte `offset`: block 0 keys
+/// Poly1305, so plaintext starts at block 1.
+fn stream_counter(offset: usize, len: usize) -> u32 {
+    assert_eq!(
+        offset % 64,
+        0,
+        "the key stream is applied from block boundaries"
+    );
+    let last_block = (offset as u64 + len as u64).div_ceil(64);
+    assert!(
+        last_block < u64::from(u32::MAX),
+        "data longer than the ChaCha20-IETF stream"
+    );
+    1 + (offset / 64) as u32
+}
+
+/// The Poly1305 tag ChaCha20-Poly1305-IETF gives `ciphertext` with empty
+/// associated data, under `nonce` and `key` (see [`chacha20_xor`]).
+pub(crate) fn aead_tag(ciphertext: &[u8], nonce: &[u8; 12], key: &[u8; 32]) -> [u8; AEAD_TAG_SIZE] {
+    init();
+    let mut block0 = [0u8; 64];
+    let mut state = ffi::crypto_onetimeauth_poly1305_state { opaque: [0; 256] };
+    let mut tag = [0u8; AEAD_TAG_SIZE];
+    let padding = [0u8; 16];
+    let mut lengths = [0u8; 16];
+    // Associated data: empty, so its length (0) is already in place.
+    lengths[8..].copy_from_slice(&(ciphertext.len() as u64).to_le_bytes());
+    // SAFETY: `block0` is 64 writable bytes; nonce and key are the 12 and
+    // 32 bytes crypto_stream_chacha20_ietf reads.
+    let rc = unsafe {
+        ffi::crypto_stream_chacha20_ietf(block0.as_mut_ptr(), 64, nonce.as_ptr(), key.as_ptr())
+    };
+    assert_eq!(
+        rc, 0,
+        "crypto_stream_chacha20_ietf cannot fail for 64 bytes"
+    );
+    // SAFETY: `state` is an aligned poly1305 state owned here, keyed with
+    // the first 32 of `block0`'s 64 bytes; every input pointer is valid for
+    // the length given with it (the ciphertext, 0 to 15 bytes of `padding`,
+    // the 16 bytes of `lengths`); `tag` is the 16 bytes final writes. A
+    // dangling pointer of an empty ciphertext is passed with length 0 and
+    // never read.
+    unsafe {
+        ffi::crypto_onetimeauth_poly1305_init(&mut state, block0.as_ptr());
+        ffi::crypto_onetimeauth_poly1305_update(
+            &mut state,
+            ciphertext.as_ptr(),
+            ciphertext.len() as u64,
+        );
+        ffi::crypto_onetimeauth_poly1305_update(
+            &mut state,
+            padding.as_ptr(),
+            ((16 - ciphertext.len() % 16) % 16) as u64,
+        );
+        ffi::crypto_onetimeauth_poly1305_update(&mut state, lengths.as_ptr(), 16);
+        ffi::crypto_onetimeauth_poly1305_final(&mut state, tag.as_mut_ptr());
+    }
+    wipe(&mut block0);
+    wipe(&mut state.opaque);
+    tag
+}
+
+/// Constant-time comparison of two tags (`crypto_verify_16`).
+#[must_use]
+pub(crate) fn tags_equal(a: &[u8; AEAD_TAG_SIZE], b: &[u8; AEAD_TAG_SIZE]) -> bool {
+    init();
+    // SAFETY: both arrays are the 16 bytes crypto_verify_16 reads.
+    unsafe { ffi::crypto_verify_16(a.as_ptr(), b.as_ptr()) == 0 }
+}
+
+/// In-place `crypto_aead_chacha20poly1305_ietf_decrypt_detached` with empty
+/// associated data: on success `data` holds the plaintext.
+///
+/// Returns `false` if authentication fails; `data` is then unchanged
+/// (libsodium verifies the tag before decrypting).
+#[must_use]
+pub(crate) fn aead_open_in_place(
+    data: &mut [u8],
+    tag: &[u8; AEAD_TAG_SIZE],
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) -> bool {
+    init();
+    let ptr = data.as_mut_ptr();
+    // SAFETY: `ptr` is valid for `data.len()` reads and writes; libsodium's
+    // ChaCha20 XORs block by block and supports c == m exactly (in place),
+    // and both raw pointers come from the one exclusive borrow `data`; `tag` is the 16 bytes read; NULL ad
+    // (length 0) and NULL nsec are allowed; nonce and key are 12 and 32 bytes.
+    let rc = unsafe {
+        ffi::crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+            ptr,
+            ptr::null_mut(),
+            ptr.cast_const(),
+            data.len() as u64,
+            tag.as_ptr(),
+            ptr::null(),
+            0,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+    rc == 0
+}
+
+/// Output size of [`Blake2b`]: BLAKE2b-512, as Noise's `BLAKE2b` hash.
+pub(crate) const BLAKE2B_SIZE: usize = 64;
+
+/// A streaming BLAKE2b-512 hash (`crypto_generichash_*`, unkeyed, 64-byte
+/// output). Its state holds keyed material while Noise computes HMACs, so
+/// dropping it wipes the state.
+pub(crate) struct Blake2b {
+    state: ffi::crypto_generichash_state,
+}
+
+impl Blake2b {
+    /// A fresh hash.
+    pub(crate) fn new() -> Blake2b {
+        let mut hash = Blake2b {
+            state: ffi::crypto_generichash_state { opaque: [0; 384] },
+        };
+        hash.reset();
+        hash
+    }
+
+    /// Starts over, forgetting everything hashed so far.
+    pub(crate) fn reset(&mut self) {
+        init();
+        // SAFETY: `state` is a properly aligned crypto_generichash_state
+        // owned by `self`; a NULL key of length 0 means unkeyed; 64 is
+        // crypto_generichash_BYTES_MAX, a valid output length.
+        let rc =
+            unsafe { ffi::crypto_generichash_init(&mut self.state, ptr::null(), 0, BLAKE2B_SIZE) };
+        assert_eq!(
+            rc, 0,
+            "crypto_generichash_init cannot fail for valid lengths"
+        );
+    }
+
+    /// Hashes `data`.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        // SAFETY: `state` was initialised by `reset` (every constructor and
+        // `finalize` call it), and `data` is valid for `data.len()` reads.
+        let rc = unsafe {
+            ffi::crypto_generichash_update(&mut self.state, data.as_ptr(), data.len() as u64)
+        };
+        assert_eq!(
+            rc, 0,
+            "crypto_generichash_update failed on an initialised state"
+        );
+    }
+
+    /// Writes the digest into `out` and starts over.
+    pub(crate) fn finalize(&mut self, out: &mut [u8; BLAKE2B_SIZE]) {
+        // SAFETY: `state` is initialised (see `update`), and `out` has the
+        // 64 bytes requested at init.
+        let rc = unsafe {
+            ffi::crypto_generichash_final(&mut self.state, out.as_mut_ptr(), BLAKE2B_SIZE)
+        };
+        assert_eq!(
+            rc, 0,
+            "crypto_generichash_final failed on an initialised state"
+        );
+        // A finalised state refuses further input: make it usable again.
+        self.reset();
+    }
+}
+
+impl Drop for Blake2b {
+    fn drop(&mut self) {
+        wipe(&mut self.state.opaque);
+    }
+}
+
 /// How a [`SecretBytes`] region is protected while no `expose_secret` call runs.
 ///
 /// Both modes keep the region in `sodium_malloc` memory between guard

@@ -8,3 +8,8 @@ mod props;
 mod secrets;
 mod transcript;
 mod util;
+mod v2_handshake;
+mod v2_independent;
+mod v2_props;
+mod v2_records;
+mod v2_vectors;
