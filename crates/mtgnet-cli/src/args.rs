@@ -51,6 +51,15 @@ pub(crate) struct ServeArgs {
     /// Seconds a client may take to complete the handshake.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub(crate) handshake_timeout: Duration,
+    /// Encryption versions accepted: `any` (v1 and v2, told apart by the
+    /// client's first frame), `v1` (the deployed peers' only), or `v2`.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "any",
+        conflicts_with = "plain"
+    )]
+    pub(crate) encryption: ServerEncryption,
     /// Largest request frame, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16_777_216)]
     pub(crate) max_frame: usize,
@@ -107,6 +116,15 @@ pub(crate) struct CallArgs {
     /// Accepts only a server with this base64 public key (repeatable).
     #[arg(long, value_name = "B64")]
     pub(crate) server_key: Vec<PublicKey>,
+    /// Encryption version: `v2` (Noise XX), or `v1` for a server that
+    /// speaks only v1 (the deployed Lisp and PHP peers). Never falls back.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "v2",
+        conflicts_with = "plain"
+    )]
+    pub(crate) encryption: ClientEncryption,
 }
 
 /// `mtgnet keygen`.
@@ -156,6 +174,14 @@ pub(crate) struct BenchArgs {
     /// Accepts only a server with this base64 public key (repeatable).
     #[arg(long, value_name = "B64", requires = "addr")]
     pub(crate) server_key: Vec<PublicKey>,
+    /// Encryption version of the client (and of the in-process server): `v2` or `v1`.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        default_value = "v2",
+        conflicts_with = "plain"
+    )]
+    pub(crate) encryption: ClientEncryption,
     /// Connections (with --handshakes: workers, each opening one connection after another).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub(crate) connections: usize,
@@ -190,6 +216,36 @@ pub(crate) struct BenchArgs {
     /// Prints the result as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--encryption` of `serve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ServerEncryption {
+    /// v1 and v2.
+    Any,
+    /// v1 only.
+    V1,
+    /// v2 only.
+    V2,
+}
+
+/// `--encryption` of `call` and `bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ClientEncryption {
+    /// The deployed extension.
+    V1,
+    /// Noise XX.
+    V2,
+}
+
+impl ClientEncryption {
+    /// The library's version.
+    pub(crate) fn version(self) -> mtgnet::EncryptionVersion {
+        match self {
+            ClientEncryption::V1 => mtgnet::EncryptionVersion::V1,
+            ClientEncryption::V2 => mtgnet::EncryptionVersion::V2,
+        }
+    }
 }
 
 /// Parses a non-negative number of seconds, fractions allowed (`0.5`).

@@ -38,7 +38,9 @@ impl TryFrom<CallArgs> for CallSettings {
             ClientConfig::plain()
         } else {
             let (identity, _) = keys::load_identity(args.secret_file.as_deref())?;
-            let mut encryption = Encryption::new(identity).handshake_timeout(args.timeout);
+            let mut encryption = Encryption::new(identity)
+                .handshake_timeout(args.timeout)
+                .version(args.encryption.version());
             if !args.server_key.is_empty() {
                 encryption = encryption.authorized(AuthorizedKeys::only(args.server_key));
             }

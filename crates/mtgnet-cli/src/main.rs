@@ -70,8 +70,30 @@ fn report(e: &anyhow::Error) -> ExitCode {
         // The reader went away (`mtgnet keygen | head -1`): nothing to say.
         return ExitCode::from(EXIT_FAILURE);
     }
+    if speaks_only_v1(e) {
+        let _ = writeln!(
+            stderr,
+            "error: the server speaks only encryption v1; `--encryption v1` accepts its weaker protection"
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let _ = writeln!(stderr, "error: {}", one_line(&format!("{e:#}")));
     ExitCode::from(EXIT_FAILURE)
+}
+
+/// Whether `e` is a v2 client meeting a server that speaks only v1.
+fn speaks_only_v1(e: &anyhow::Error) -> bool {
+    use mtgnet::{Error, HandshakeFailure};
+    e.chain().any(|cause| {
+        let error =
+            cause
+                .downcast_ref::<Error>()
+                .or_else(|| match cause.downcast_ref::<CallError>() {
+                    Some(CallError::Connection(e)) => Some(&**e),
+                    _ => None,
+                });
+        matches!(error, Some(Error::Handshake(HandshakeFailure::OnlyV1)))
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

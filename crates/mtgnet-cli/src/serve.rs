@@ -4,10 +4,12 @@
 use std::io::Write;
 
 use anyhow::Context;
-use mtgnet::{ConfigError, Encryption, Limits, Registry, Server, ServerConfig, Shutdown};
+use mtgnet::{
+    ConfigError, Encryption, EncryptionVersion, Limits, Registry, Server, ServerConfig, Shutdown,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::args::ServeArgs;
+use crate::args::{ServeArgs, ServerEncryption};
 use crate::keys::{self, IdentitySource};
 
 /// `serve`'s arguments, validated: files read, keys decoded.
@@ -46,6 +48,11 @@ impl TryFrom<ServeArgs> for ServeSettings {
             let (identity, source) = keys::load_identity(args.secret_file.as_deref())?;
             let mut encryption =
                 Encryption::new(identity).handshake_timeout(args.handshake_timeout);
+            encryption = match args.encryption {
+                ServerEncryption::Any => encryption.any_version(),
+                ServerEncryption::V1 => encryption.version(EncryptionVersion::V1),
+                ServerEncryption::V2 => encryption.version(EncryptionVersion::V2),
+            };
             if let Some(path) = &args.authorized_keys {
                 encryption = encryption.authorized(keys::read_authorized_keys(path)?);
             }

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch}
 
 use crate::config::ClientConfig;
 use crate::error::{CallError, Error};
+use crate::handshake::{self, Channel};
 use crate::transport::{self, Framer, MessageReader};
 
 /// Requests queued for the writer before callers wait (back-pressure).
@@ -233,15 +234,14 @@ impl Client {
     {
         let max_in_flight = config.in_flight_cap()?;
         let mut buf = BytesMut::new();
-        let session = match config.encryption() {
-            Some(encryption) => Some(Arc::new(
-                transport::handshake(&mut io, &mut buf, encryption).await?,
-            )),
-            None => None,
+        let channel = match config.encryption() {
+            Some(encryption) => handshake::client(&mut io, &mut buf, encryption).await?,
+            None => Channel::Plain,
         };
-        let peer_identity = session.as_ref().map(|s| *s.peer_identity());
+        let peer_identity = channel.peer_identity();
+        let (opening, framer) = transport::split(channel);
         let (rd, wr) = tokio::io::split(io);
-        let reader = MessageReader::new(rd, buf, config.frame_limit(), session.clone());
+        let reader = MessageReader::new(rd, buf, config.frame_limit(), opening);
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -267,15 +267,16 @@ impl Client {
             reason: None,
         };
         let stall = config.write_stall_limit();
+        let closing = framer.clone();
         let future = async move {
             let mut guard = guard;
             let shared = Arc::clone(&guard.shared);
-            guard.reason = Some(drive(reader, writer, queue, stall, &shared).await);
+            guard.reason = Some(drive(reader, writer, queue, stall, closing, &shared).await);
         };
         let client = Client {
             shared,
             outgoing,
-            framer: Framer::new(session),
+            framer,
             config: Arc::new(config),
             max_in_flight: max_in_flight.get(),
             peer_identity,
@@ -511,13 +512,15 @@ impl Client {
         // Sealed outside the locks; registered and queued with no await in
         // between, so a cancelled caller never leaves a request registered
         // but unsent.
-        let frame = self.framer.frame(&payload);
-        let end = {
-            let mut queued = lock(&self.shared.queued);
-            *queued += frame.len() as u64;
-            permit.send(frame);
-            *queued
-        };
+        let end = self
+            .framer
+            .send(&payload, |frame| {
+                let mut queued = lock(&self.shared.queued);
+                *queued += frame.len() as u64;
+                permit.send(frame);
+                *queued
+            })
+            .map_err(|e| CallError::Connection(Arc::new(e)))?;
         Ok(Sent {
             answer: key.map(|key| (key, receiver)),
             end,
@@ -654,6 +657,7 @@ async fn drive<R, W>(
     wr: W,
     queue: mpsc::Receiver<BytesMut>,
     write_stall: Option<Duration>,
+    framer: Framer,
     shared: &Shared,
 ) -> Error
 where
@@ -685,10 +689,11 @@ where
             }
         }
     };
+    // Closing (`Client::close`, or every handle dropped) goes through the
+    // writer: what is queued is written, then (v2) the close record.
     let reason = tokio::select! {
         reason = read => reason,
-        () = shared.close.notified() => Error::Closed,
-        written = transport::write_messages(wr, queue, write_stall) => match written {
+        written = transport::write_messages(wr, queue, write_stall, framer, Some(&shared.close)) => match written {
             Ok(()) => Error::Closed,
             Err(e) => Error::Io(e),
         },

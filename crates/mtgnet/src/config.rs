@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mtgnet_encryption::v2::NoiseIdentity;
 use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
 use mtgnet_proto::client::DEFAULT_MAX_IN_FLIGHT;
 use mtgnet_proto::framing::DEFAULT_MAX_FRAME;
@@ -13,37 +14,100 @@ use crate::error::ConfigError;
 /// Default bound on a handshake: 10 s (PROTOCOL.md section 6.2).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a connection is encrypted: our identity, whom we accept, how long we wait.
+/// Which version of the encryption extension a connection speaks.
+///
+/// **v2** (the default for clients) is a Noise XX channel bound to the same
+/// Ed25519 identities: replayed, reordered, reflected or cut-off records are
+/// detected and identities travel encrypted (`docs/encryption-v2.md`).
+/// **v1** is what the deployed Lisp and PHP peers speak, with its known
+/// weaknesses (see the crate `mtgnet_encryption`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EncryptionVersion {
+    /// The deployed extension: signed X25519 keys, XSalsa20-Poly1305 frames.
+    V1,
+    /// Noise XX with records: `Noise_XX_25519_ChaChaPoly_BLAKE2b`.
+    V2,
+}
+
+impl std::fmt::Display for EncryptionVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EncryptionVersion::V1 => "v1",
+            EncryptionVersion::V2 => "v2",
+        })
+    }
+}
+
+/// Which versions an [`Encryption`] speaks: one, or (servers only) both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Versions {
+    Only(EncryptionVersion),
+    Any,
+}
+
+/// How a connection is encrypted: our identity, whom we accept, how long
+/// we wait, and which version of the extension we speak.
 ///
 /// The same settings serve both roles: a server checks clients against
-/// `authorized`, a client pins servers the same way.
+/// `authorized`, a client pins servers the same way. By default a server
+/// accepts both versions (it tells them apart by the client's first frame)
+/// and a client speaks v2; a client never falls back to another version.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use mtgnet::{AuthorizedKeys, Encryption, IdentitySecret};
+/// use mtgnet::{AuthorizedKeys, Encryption, EncryptionVersion, IdentitySecret};
 ///
 /// let server_identity = IdentitySecret::generate();
 /// let client = Encryption::new(Arc::new(IdentitySecret::generate()))
 ///     .authorized(AuthorizedKeys::only([server_identity.public_key()]))
 ///     .handshake_timeout(Duration::from_secs(5));
 /// assert!(!client.authorized_keys().is_any());
+/// assert_eq!(client.client_version(), EncryptionVersion::V2);
+///
+/// // A client of a deployed Lisp or PHP server:
+/// let legacy = client.clone().version(EncryptionVersion::V1);
+/// assert_eq!(legacy.client_version(), EncryptionVersion::V1);
+/// assert!(!legacy.accepts(EncryptionVersion::V2));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Encryption {
     identity: Arc<IdentitySecret>,
+    /// The v2 static key, signed by `identity`: made once, on first use.
+    noise: Arc<std::sync::OnceLock<NoiseIdentity>>,
     authorized: AuthorizedKeys,
     handshake_timeout: Duration,
+    versions: Versions,
 }
 
 impl Encryption {
-    /// Encrypts with `identity`, accepting any peer key, with the default handshake timeout.
+    /// Encrypts with `identity`, accepting any peer key, with the default
+    /// handshake timeout; v2 for a client, both versions for a server.
     pub fn new(identity: Arc<IdentitySecret>) -> Encryption {
         Encryption {
             identity,
+            noise: Arc::default(),
             authorized: AuthorizedKeys::any(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            versions: Versions::Any,
         }
+    }
+
+    /// Speaks only `version`: a client uses it (and fails, never falls
+    /// back, if the server does not speak it); a server refuses clients of
+    /// the other version.
+    #[must_use]
+    pub fn version(mut self, version: EncryptionVersion) -> Encryption {
+        self.versions = Versions::Only(version);
+        self
+    }
+
+    /// Speaks both versions (the default): a server tells them apart by
+    /// the client's first frame; a client speaks v2.
+    #[must_use]
+    pub fn any_version(mut self) -> Encryption {
+        self.versions = Versions::Any;
+        self
     }
 
     /// Accepts only peers whose identity is in `authorized`.
@@ -78,6 +142,28 @@ impl Encryption {
     /// The handshake bound.
     pub fn handshake_time_limit(&self) -> Duration {
         self.handshake_timeout
+    }
+
+    /// The version a client speaks with these settings.
+    pub fn client_version(&self) -> EncryptionVersion {
+        match self.versions {
+            Versions::Only(version) => version,
+            Versions::Any => EncryptionVersion::V2,
+        }
+    }
+
+    /// Whether a server with these settings accepts clients of `version`.
+    pub fn accepts(&self, version: EncryptionVersion) -> bool {
+        match self.versions {
+            Versions::Only(only) => only == version,
+            Versions::Any => true,
+        }
+    }
+
+    /// The v2 static key and its signature, made on first use.
+    pub(crate) fn noise_identity(&self) -> &NoiseIdentity {
+        self.noise
+            .get_or_init(|| NoiseIdentity::new(&self.identity))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
-use mtgnet_encryption::{DecryptError, PublicKey};
+use mtgnet_encryption::{DecryptError, PublicKey, RecordError};
 use mtgnet_proto::framing::FrameError;
 use mtgnet_proto::{Condition, MessageError, ProtocolError, RequestError};
 
@@ -63,6 +63,22 @@ pub enum Error {
     /// A sealed frame did not open.
     #[error("decryption failed: {0}")]
     Decrypt(#[from] DecryptError),
+    /// Encryption v2: a record did not open (altered, replayed, reordered,
+    /// reflected, or from another session) or broke the record rules.
+    #[error("encrypted record rejected: {0}")]
+    Record(RecordError),
+    /// Encryption v2: the stream ended without the peer's close record, so
+    /// it may have been cut by someone in between (compare
+    /// [`Error::Closed`], a clean end).
+    #[error("the connection was cut: it ended without the peer's close record (truncated)")]
+    Truncated,
+    /// Encryption v2: the peer closed the connection right after the
+    /// handshake, before any record. A v2 server does exactly this to a
+    /// client whose key it does not authorize.
+    #[error(
+        "the peer closed the connection right after the handshake: the server probably does not authorize this client's key"
+    )]
+    EndedAfterHandshake,
     /// The connection closed (by the peer, or after an earlier error).
     #[error("connection closed")]
     Closed,
@@ -94,13 +110,13 @@ pub enum Error {
 /// ```
 /// use mtgnet::{Client, ClientConfig, ConfigError, Error, Limits, Registry, Server, ServerConfig};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let config = ServerConfig::plain().limits(Limits::default().max_in_flight(0));
 /// let err = Server::new(Registry::new(), config).unwrap_err();
 /// assert!(matches!(err, ConfigError::OutOfRange { setting: "max_in_flight", .. }));
 /// assert_eq!(err.to_string(), "max_in_flight is 0; it must be from 1 to 4294967295");
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
 /// let (client_io, _server_io) = tokio::io::duplex(1024);
 /// let err = Client::new(client_io, ClientConfig::plain().max_in_flight(0)).await.unwrap_err();
 /// assert!(matches!(err, Error::Config(ConfigError::OutOfRange { setting: "max_in_flight", .. })));
@@ -128,14 +144,15 @@ pub enum ConfigError {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use mtgnet::{Client, ClientConfig, Encryption, Error, HandshakeFailure, IdentitySecret};
+/// use mtgnet::{Client, ClientConfig, Encryption, EncryptionVersion, Error, HandshakeFailure, IdentitySecret};
 /// use tokio::io::AsyncWriteExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let (client_io, mut server_io) = tokio::io::duplex(64 * 1024);
 /// server_io.write_all(b"5:hello\n").await.unwrap();
-/// let config = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+/// let identity = Arc::new(IdentitySecret::generate());
+/// let config = ClientConfig::encrypted(Encryption::new(identity).version(EncryptionVersion::V1));
 /// let err = Client::new(client_io, config).await.unwrap_err();
 /// assert!(matches!(err, Error::Handshake(HandshakeFailure::Size { len: 5 })));
 /// # }
@@ -161,6 +178,34 @@ pub enum HandshakeFailure {
     /// The peer's ephemeral key cannot be used for a key exchange.
     #[error("key exchange failed: the peer's ephemeral key is invalid")]
     KeyExchange,
+    /// Encryption v2: the server sent a v1 handshake frame; it speaks only
+    /// encryption v1. A v2 client does not fall back: choose
+    /// [`EncryptionVersion::V1`](crate::EncryptionVersion::V1) to accept
+    /// v1's weaker protection.
+    #[error(
+        "the server speaks only encryption v1 (a v2 client does not fall back; choose v1 to accept its weaker protection)"
+    )]
+    OnlyV1,
+    /// Encryption v2: a handshake message has the wrong size.
+    #[error("handshake message {message} must be {expected} bytes, got {len}")]
+    MessageSize {
+        /// Which Noise message: 1, 2 or 3.
+        message: u8,
+        /// The size the protocol fixes.
+        expected: usize,
+        /// The size received.
+        len: usize,
+    },
+    /// Encryption v2: a handshake message failed authentication.
+    #[error("handshake message failed authentication")]
+    Authentication,
+    /// The client's first frame is neither a handshake this server
+    /// accepts (v1 or v2, as configured) nor anything else it can answer.
+    #[error("the first frame is not a handshake of an accepted encryption version")]
+    Version,
+    /// Encryption v2: a handshake payload is malformed.
+    #[error("malformed handshake")]
+    Malformed,
 }
 
 impl From<mtgnet_encryption::HandshakeError> for Error {
@@ -170,7 +215,30 @@ impl From<mtgnet_encryption::HandshakeError> for Error {
             E::Size { len } => HandshakeFailure::Size { len }.into(),
             E::InvalidSignature => Error::InvalidSignature,
             E::NotAuthorized(key) => Error::NotAuthorized(key),
-            _ => HandshakeFailure::KeyExchange.into(),
+            E::OnlyV1 => HandshakeFailure::OnlyV1.into(),
+            E::MessageSize {
+                message,
+                expected,
+                len,
+            } => HandshakeFailure::MessageSize {
+                message,
+                expected,
+                len,
+            }
+            .into(),
+            E::Authentication => HandshakeFailure::Authentication.into(),
+            E::KeyExchange => HandshakeFailure::KeyExchange.into(),
+            // The first frame and the payload layout: a malformed handshake.
+            _ => HandshakeFailure::Malformed.into(),
+        }
+    }
+}
+
+impl From<RecordError> for Error {
+    fn from(e: RecordError) -> Error {
+        match e {
+            RecordError::Truncated => Error::Truncated,
+            e => Error::Record(e),
         }
     }
 }

@@ -57,12 +57,15 @@ mod client;
 mod config;
 pub mod demo;
 mod error;
+mod handshake;
 mod listener;
 mod server;
 mod transport;
 
 pub use client::{Client, ClientDriver, Reply};
-pub use config::{ClientConfig, DEFAULT_HANDSHAKE_TIMEOUT, Encryption, Limits, ServerConfig};
+pub use config::{
+    ClientConfig, DEFAULT_HANDSHAKE_TIMEOUT, Encryption, EncryptionVersion, Limits, ServerConfig,
+};
 pub use error::{CallError, ConfigError, Error, HandshakeFailure};
 pub use listener::{Listener, Shutdown};
 pub use server::Server;

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::budget::{ByteBudget, Charge};
 use crate::config::ServerConfig;
 use crate::error::{ConfigError, Error};
+use crate::handshake::{self, Channel};
 use crate::listener::{Listener, Shutdown};
 use crate::transport::{self, Framer, MessageReader};
 
@@ -205,25 +206,23 @@ impl Server {
     {
         let limits = self.config.limits_ref();
         let mut buf = BytesMut::new();
-        let session = match self.config.encryption() {
-            Some(encryption) => {
-                let session = tokio::select! {
-                    session = transport::handshake(&mut io, &mut buf, encryption) => session?,
-                    () = shutdown.triggered() => return Ok(()),
-                };
-                Some(Arc::new(session))
-            }
-            None => None,
+        let channel = match self.config.encryption() {
+            Some(encryption) => tokio::select! {
+                channel = handshake::server(&mut io, &mut buf, encryption) => channel?,
+                () = shutdown.triggered() => return Ok(()),
+            },
+            None => Channel::Plain,
         };
         let peer = Arc::new(Peer {
-            identity: session.as_ref().map(|s| *s.peer_identity().as_bytes()),
+            identity: channel.peer_identity().map(|key| *key.as_bytes()),
             address,
         });
+        let (opening, framer) = transport::split(channel);
         let (rd, wr) = tokio::io::split(io);
         let mut connection = Connection {
             core: &self.core,
             peer,
-            framer: Framer::new(session.clone()),
+            framer: framer.clone(),
             slots: Arc::new(Semaphore::new(limits.max_in_flight)),
             max_in_flight: limits.max_in_flight,
             budget: ByteBudget::new(limits.max_connection_bytes),
@@ -235,7 +234,7 @@ impl Server {
         // more than `max_in_flight` replies and sending never waits.
         let (replies, queue) = mpsc::channel(limits.max_in_flight);
         connection.replies = Some(replies);
-        let mut reader = MessageReader::new(rd, buf, limits.max_frame, session);
+        let mut reader = MessageReader::new(rd, buf, limits.max_frame, opening);
         // Its own task, so that writing runs beside reading; owned by this
         // future all the same (see `WriterTask`).
         let mut writer = WriterTask {
@@ -243,6 +242,8 @@ impl Server {
                 wr,
                 queue,
                 Some(limits.write_stall),
+                framer.clone(),
+                None,
             ))),
             leftovers,
         };
@@ -263,6 +264,10 @@ impl Server {
                 () = connection.finish(&mut reader, limits.shutdown_grace) => {}
                 result = writer.join() => written = Some(result),
             }
+        }
+        if outcome.is_err() {
+            // On any error the connection ends without a close record.
+            framer.abandon();
         }
         connection.requests.shutdown().await;
         // The last senders go; the writer writes what is queued and closes.
@@ -463,14 +468,14 @@ impl Connection<'_> {
         };
         self.requests.spawn(async move {
             if let Some(response) = work.await {
-                let frame = framer.frame(&response);
-                drop(response);
-                charge.resize(frame.len());
-                // Fails only when the writer is gone: nobody to answer.
-                let _ = replies.try_send(Reply {
-                    frame,
-                    _slots: slots,
-                    _bytes: charge,
+                // Fails only when the writer is gone or closed: nobody to answer.
+                let _ = framer.send(&response, |frame| {
+                    charge.resize(frame.len());
+                    replies.try_send(Reply {
+                        frame,
+                        _slots: slots,
+                        _bytes: charge,
+                    })
                 });
             }
         });
@@ -482,12 +487,13 @@ impl Connection<'_> {
         let (Some(response), Some(replies)) = (response, &self.replies) else {
             return;
         };
-        let frame = self.framer.frame(&response);
-        charge.resize(frame.len());
-        let _ = replies.try_send(Reply {
-            frame,
-            _slots: slots,
-            _bytes: charge,
+        let _ = self.framer.send(&response, |frame| {
+            charge.resize(frame.len());
+            replies.try_send(Reply {
+                frame,
+                _slots: slots,
+                _bytes: charge,
+            })
         });
     }
 

@@ -7,14 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
-use mtgnet_encryption::{Handshake, SEAL_OVERHEAD, Session};
-use mtgnet_proto::framing::{self, FrameDecoder, HANDSHAKE_MAX_FRAME};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::Encryption;
-use crate::error::{Error, HandshakeFailure};
+use bytes::{Buf, BufMut, BytesMut};
+use mtgnet_encryption::v2::{self, Opened, Opener, Sealer};
+use mtgnet_encryption::{SEAL_OVERHEAD, Session};
+use mtgnet_proto::framing::{self, FrameDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+
+use crate::error::Error;
+use crate::handshake::Channel;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4 * 1024;
@@ -26,94 +30,118 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// A read buffer grown past this by a large frame is replaced by a small one.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
-/// Runs the handshake (PROTOCOL.md 6.2) on a fresh connection: send our
-/// 128-byte frame, then read the peer's, within the configured time.
-///
-/// Bytes that arrive after the peer's handshake frame stay in `buf` for the
-/// message reader.
-pub(crate) async fn handshake<S>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    encryption: &Encryption,
-) -> Result<Session, Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let handshake = Handshake::new(encryption.identity(), encryption.authorized_keys().clone());
-    let exchange = async {
-        let mut frame = BytesMut::with_capacity(framing::frame_len(HANDSHAKE_MAX_FRAME));
-        framing::encode_frame(handshake.payload(), &mut frame);
-        io.write_all(&frame).await?;
-        io.flush().await?;
-        let mut decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
-        loop {
-            match decoder.decode(buf) {
-                Ok(Some(payload)) => return Ok(payload),
-                Ok(None) => {}
-                Err(e) => return Err(Error::Handshake(HandshakeFailure::Frame(e))),
-            }
-            buf.reserve(READ_CHUNK);
-            if io.read_buf(buf).await? == 0 {
-                return Err(Error::Handshake(HandshakeFailure::Closed));
-            }
-        }
-    };
-    let payload = tokio::time::timeout(encryption.handshake_time_limit(), exchange)
-        .await
-        .map_err(|_| Error::Handshake(HandshakeFailure::Timeout))??;
-    Ok(handshake.finish(&payload)?)
+/// How the reader turns frames into messages.
+pub(crate) enum Opening {
+    Plain,
+    V1(Arc<Session>),
+    /// Owned by the reader: records are opened in order, one at a time.
+    V2(Opener),
 }
 
-/// Reads messages: frames, opened when the connection is encrypted.
+/// What the next buffered frames hold.
+enum Buffered {
+    Message(BytesMut),
+    /// No complete message is buffered yet.
+    NeedMore,
+    /// The peer's v2 close record: it sends nothing more.
+    Closed,
+}
+
+/// Reads messages: frames, opened when the connection is encrypted, and
+/// (v2) records reassembled into messages.
 pub(crate) struct MessageReader<R> {
     io: R,
     buf: BytesMut,
     decoder: FrameDecoder,
-    session: Option<Arc<Session>>,
+    opening: Opening,
+    /// Set once the peer's close record has arrived.
+    closed: bool,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
-    pub(crate) fn new(
-        io: R,
-        buf: BytesMut,
-        max_frame: usize,
-        session: Option<Arc<Session>>,
-    ) -> Self {
-        // A sealed frame carries 40 bytes on top of the message.
-        let overhead = if session.is_some() { SEAL_OVERHEAD } else { 0 };
+    /// A reader of messages of at most `max_frame` bytes (for v2: the
+    /// reassembled message) over `io`, continuing with the bytes in `buf`.
+    pub(crate) fn new(io: R, buf: BytesMut, max_frame: usize, opening: Opening) -> Self {
+        let (opening, frame_limit) = match opening {
+            Opening::Plain => (Opening::Plain, max_frame),
+            // A sealed frame carries 40 bytes on top of the message.
+            Opening::V1(session) => (
+                Opening::V1(session),
+                max_frame.saturating_add(SEAL_OVERHEAD),
+            ),
+            Opening::V2(opener) => (
+                Opening::V2(opener.with_max_message(max_frame)),
+                v2::MAX_RECORD,
+            ),
+        };
         MessageReader {
             io,
             buf,
-            decoder: FrameDecoder::new(max_frame.saturating_add(overhead)),
-            session,
+            decoder: FrameDecoder::new(frame_limit),
+            opening,
+            closed: false,
         }
     }
 
-    /// The next message; `Ok(None)` when the peer closed the stream between frames.
+    /// The next message; `Ok(None)` when the peer ended the stream cleanly
+    /// (between frames; with v2, after its close record).
+    ///
+    /// # Errors
+    ///
+    /// Framing, decryption, record rules, and for v2 [`Error::Truncated`]
+    /// when the stream ends without a close record.
     ///
     /// Cancel-safe: a partly read frame stays buffered for the next call.
     pub(crate) async fn next(&mut self) -> Result<Option<BytesMut>, Error> {
         loop {
-            if let Some(payload) = self.buffered()? {
-                return Ok(Some(payload));
+            match self.poll_buffered()? {
+                Buffered::Message(message) => return Ok(Some(message)),
+                Buffered::Closed => return Ok(None),
+                Buffered::NeedMore => {}
             }
             self.buf.reserve(READ_CHUNK);
             if self.io.read_buf(&mut self.buf).await? == 0 {
-                return match self.decoder.decode_eof(&mut self.buf)? {
-                    Some(payload) => self.open(payload).map(Some),
-                    None => Ok(None),
-                };
+                if let Some(payload) = self.decoder.decode_eof(&mut self.buf)? {
+                    match self.open(payload)? {
+                        Buffered::Message(message) => return Ok(Some(message)),
+                        Buffered::Closed => return Ok(None),
+                        Buffered::NeedMore => {}
+                    }
+                }
+                if let Opening::V2(opener) = &self.opening {
+                    if opener.records_opened() == 0 {
+                        // What a v2 server does to a client it refuses.
+                        return Err(Error::EndedAfterHandshake);
+                    }
+                    opener.finish_eof()?;
+                }
+                return Ok(None);
             }
         }
     }
 
     /// The next message if it is already buffered whole; reads nothing.
     pub(crate) fn buffered(&mut self) -> Result<Option<BytesMut>, Error> {
-        let Some(payload) = self.decoder.decode(&mut self.buf)? else {
-            return Ok(None);
-        };
-        self.shrink();
-        self.open(payload).map(Some)
+        match self.poll_buffered()? {
+            Buffered::Message(message) => Ok(Some(message)),
+            Buffered::Closed | Buffered::NeedMore => Ok(None),
+        }
+    }
+
+    fn poll_buffered(&mut self) -> Result<Buffered, Error> {
+        if self.closed {
+            return Ok(Buffered::Closed);
+        }
+        // With v2 a message may take several records: open them until one
+        // completes it or no whole record is left.
+        while let Some(payload) = self.decoder.decode(&mut self.buf)? {
+            self.shrink();
+            match self.open(payload)? {
+                Buffered::NeedMore => {}
+                done => return Ok(done),
+            }
+        }
+        Ok(Buffered::NeedMore)
     }
 
     /// After a large frame, gives its buffer back instead of keeping it for
@@ -133,44 +161,105 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         self.buf.capacity()
     }
 
-    fn open(&self, mut payload: BytesMut) -> Result<BytesMut, Error> {
-        let Some(session) = &self.session else {
-            return Ok(payload);
-        };
-        let base = payload.as_ptr() as usize;
-        let plaintext = session.open_in_place(&mut payload)?;
-        let (start, len) = (plaintext.as_ptr() as usize - base, plaintext.len());
-        // Drop the bytes before and after the plaintext, in place.
-        payload.advance(start);
-        payload.truncate(len);
-        Ok(payload)
+    fn open(&mut self, mut payload: BytesMut) -> Result<Buffered, Error> {
+        match &mut self.opening {
+            Opening::Plain => Ok(Buffered::Message(payload)),
+            Opening::V1(session) => {
+                let base = payload.as_ptr() as usize;
+                let plaintext = session.open_in_place(&mut payload)?;
+                let (start, len) = (plaintext.as_ptr() as usize - base, plaintext.len());
+                // Drop the bytes before and after the plaintext, in place.
+                payload.advance(start);
+                payload.truncate(len);
+                Ok(Buffered::Message(payload))
+            }
+            Opening::V2(opener) => match opener.open_in_place(&mut payload)? {
+                Opened::InPlace(range) => {
+                    payload.truncate(range.end);
+                    payload.advance(range.start);
+                    Ok(Buffered::Message(payload))
+                }
+                Opened::Message(message) => Ok(Buffered::Message(BytesMut::from(&message[..]))),
+                Opened::Partial => Ok(Buffered::NeedMore),
+                Opened::Closed => {
+                    self.closed = true;
+                    Ok(Buffered::Closed)
+                }
+                // Future variants: nothing this reader can deliver.
+                #[allow(unreachable_patterns)]
+                _ => Ok(Buffered::NeedMore),
+            },
+        }
     }
 }
 
-/// Turns messages into frames, sealed when the connection is encrypted.
+/// Turns messages into frames, sealed when the connection is encrypted,
+/// and hands them to a queue.
 ///
-/// Cheap to clone: every task that produces a message frames (and seals)
-/// it itself, so the sealing of many calls runs on every core at once
-/// instead of one after another in the connection's writer.
+/// Cheap to clone: every task that produces a message frames (and, for
+/// v1, seals) it itself, so the sealing of many calls runs on every core at
+/// once instead of one after another in the connection's writer. v2 records
+/// carry counters, so they must reach the socket in the order they were
+/// sealed: a v2 message is sealed and queued under one lock.
 #[derive(Clone)]
 pub(crate) struct Framer {
-    session: Option<Arc<Session>>,
+    kind: FramerKind,
+}
+
+#[derive(Clone)]
+enum FramerKind {
+    Plain,
+    V1(Arc<Session>),
+    V2(Arc<RecordSealer>),
+}
+
+/// The v2 sealer of a connection, shared by the tasks that send.
+struct RecordSealer {
+    sealer: Mutex<Sealer>,
+    /// Set when the connection fails: then no close record is sent.
+    abandoned: AtomicBool,
+}
+
+/// Splits what protects a connection into its reading half (for a
+/// [`MessageReader`]) and its sending half.
+pub(crate) fn split(channel: Channel) -> (Opening, Framer) {
+    let (opening, kind) = match channel {
+        Channel::Plain => (Opening::Plain, FramerKind::Plain),
+        Channel::V1(session) => {
+            let session = Arc::new(session);
+            (Opening::V1(Arc::clone(&session)), FramerKind::V1(session))
+        }
+        Channel::V2(session) => {
+            let (sealer, opener) = session.split();
+            let records = RecordSealer {
+                sealer: Mutex::new(sealer),
+                abandoned: AtomicBool::new(false),
+            };
+            (Opening::V2(opener), FramerKind::V2(Arc::new(records)))
+        }
+    };
+    (opening, Framer { kind })
 }
 
 impl Framer {
-    pub(crate) fn new(session: Option<Arc<Session>>) -> Framer {
-        Framer { session }
-    }
-
-    /// One message as one complete frame.
-    pub(crate) fn frame(&self, message: &[u8]) -> BytesMut {
-        match &self.session {
-            None => {
+    /// Frames one message and hands the frame to `send`; for v2 under the
+    /// lock that keeps records in order, so `send` must not wait.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the v2 close record has been sealed already.
+    pub(crate) fn send<T>(
+        &self,
+        message: &[u8],
+        send: impl FnOnce(BytesMut) -> T,
+    ) -> Result<T, Error> {
+        match &self.kind {
+            FramerKind::Plain => {
                 let mut frame = BytesMut::with_capacity(framing::frame_len(message.len()));
                 framing::encode_frame(message, &mut frame);
-                frame
+                Ok(send(frame))
             }
-            Some(session) => {
+            FramerKind::V1(session) => {
                 let sealed_len = message.len() + SEAL_OVERHEAD;
                 let mut frame = BytesMut::with_capacity(framing::frame_len(sealed_len));
                 framing::encode_header(sealed_len, &mut frame);
@@ -178,14 +267,52 @@ impl Framer {
                 frame.resize(start + sealed_len, 0);
                 session.seal_into(message, &mut frame[start..]);
                 frame.put_u8(b'\n');
-                frame
+                Ok(send(frame))
             }
+            FramerKind::V2(records) => {
+                let mut frame = BytesMut::zeroed(Sealer::framed_len(message.len()));
+                let mut sealer = records.lock();
+                sealer
+                    .seal_framed_into(message, &mut frame)
+                    .map_err(|_| Error::Closed)?;
+                Ok(send(frame))
+            }
+        }
+    }
+
+    /// The v2 close record, framed; `None` for other channels, after a
+    /// failure ([`Framer::abandon`]), or when it was sealed already.
+    pub(crate) fn close_frame(&self) -> Option<BytesMut> {
+        let FramerKind::V2(records) = &self.kind else {
+            return None;
+        };
+        if records.abandoned.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut frame = BytesMut::zeroed(Sealer::CLOSE_FRAMED_LEN);
+        records.lock().close_framed_into(&mut frame).ok()?;
+        Some(frame)
+    }
+
+    /// The connection failed: it ends without a close record.
+    pub(crate) fn abandon(&self) {
+        if let FramerKind::V2(records) = &self.kind {
+            records.abandoned.store(true, Ordering::Release);
         }
     }
 }
 
+impl RecordSealer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sealer> {
+        self.sealer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Writes every message from `messages` until all senders are gone, then
-/// shuts the write side down. Messages queued while a write is under way
+/// sends the v2 close record (unless `closing` was abandoned) and shuts the
+/// write side down. Messages queued while a write is under way
 /// go out together in the next write (one syscall for many frames); a
 /// message of [`WRITE_BATCH`] bytes or more is written on its own, without
 /// copying it.
@@ -195,6 +322,10 @@ impl Framer {
 /// budget, a sender that tells its caller it was written) is given back
 /// then, not when it was queued.
 ///
+/// When `close` is notified, the queue is closed: the messages already in
+/// it are written, then the write side is closed as when every sender is
+/// gone.
+///
 /// A write that makes no progress for `stall_limit` (a peer that stopped
 /// reading) fails with `TimedOut`; every byte the socket accepts restarts
 /// the clock, so a large message over a slow but live link is not cut.
@@ -202,6 +333,8 @@ pub(crate) async fn write_messages<W, M>(
     mut io: W,
     mut messages: mpsc::Receiver<M>,
     stall_limit: Option<Duration>,
+    closing: Framer,
+    close: Option<&Notify>,
 ) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -210,13 +343,28 @@ where
     let mut batch = Batch::default();
     // A large message taken from the queue while gathering, written next.
     let mut next = None;
+    let mut closing_now = false;
     loop {
         let first = match next.take() {
             Some(message) => message,
-            None => match messages.recv().await {
-                Some(message) => message,
-                None => break,
-            },
+            None => {
+                let received = match close {
+                    Some(close) if !closing_now => tokio::select! {
+                        received = messages.recv() => received,
+                        () = close.notified() => {
+                            // No more messages; those queued still go out.
+                            messages.close();
+                            closing_now = true;
+                            continue;
+                        }
+                    },
+                    _ => messages.recv().await,
+                };
+                match received {
+                    Some(message) => message,
+                    None => break,
+                }
+            }
         };
         if first.as_ref().len() >= WRITE_BATCH {
             write_with_stall(&mut io, first.as_ref(), stall_limit).await?;
@@ -232,6 +380,10 @@ where
         }
         write_with_stall(&mut io, &batch.bytes, stall_limit).await?;
         batch.clear();
+    }
+    // Every sender is gone: a clean end, which v2 says with a close record.
+    if let Some(close) = closing.close_frame() {
+        write_with_stall(&mut io, &close, stall_limit).await?;
     }
     io.shutdown().await
 }
@@ -324,7 +476,7 @@ mod tests {
             peer.write_all(&frames).await.expect("write");
             peer
         });
-        let mut reader = MessageReader::new(io, BytesMut::new(), 32 * 1024 * 1024, None);
+        let mut reader = MessageReader::new(io, BytesMut::new(), 32 * 1024 * 1024, Opening::Plain);
         let first = reader.next().await.expect("read").expect("a frame");
         assert_eq!(first.len(), 16 * 1024 * 1024);
         drop(first);

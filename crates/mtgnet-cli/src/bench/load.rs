@@ -194,6 +194,10 @@ pub(super) async fn measure(
         } else {
             "plain"
         },
+        encryption: settings
+            .client
+            .encryption()
+            .map(|e| e.client_version().to_string()),
         kind: settings.kind.name(),
         connections: settings.connections,
         in_flight: settings.in_flight,

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mtgnet::{AuthorizedKeys, ClientConfig, Encryption, IdentitySecret, Limits, ServerConfig};
+use mtgnet::{
+    AuthorizedKeys, ClientConfig, Encryption, EncryptionVersion, IdentitySecret, Limits,
+    ServerConfig,
+};
 
 use crate::args::BenchArgs;
 use crate::keys;
@@ -120,7 +123,9 @@ impl TryFrom<BenchArgs> for BenchSettings {
                     ClientConfig::plain()
                 } else {
                     let (identity, _) = keys::load_identity(args.secret_file.as_deref())?;
-                    let mut encryption = Encryption::new(identity).handshake_timeout(args.timeout);
+                    let mut encryption = Encryption::new(identity)
+                        .handshake_timeout(args.timeout)
+                        .version(args.encryption.version());
                     if !args.server_key.is_empty() {
                         encryption = encryption.authorized(AuthorizedKeys::only(args.server_key));
                     }
@@ -128,7 +133,10 @@ impl TryFrom<BenchArgs> for BenchSettings {
                 };
                 (Target::Remote(addr), client)
             }
-            None => in_process(args.plain, args.timeout),
+            None => in_process(
+                (!args.plain).then(|| args.encryption.version()),
+                args.timeout,
+            ),
         };
         let kind = if args.handshakes {
             Kind::Handshakes
@@ -158,21 +166,23 @@ impl TryFrom<BenchArgs> for BenchSettings {
 
 /// The in-process server's config (as `serve` has it, with throwaway
 /// identities) and a client config pinned to its key.
-fn in_process(plain: bool, timeout: Duration) -> (Target, ClientConfig) {
+fn in_process(version: Option<EncryptionVersion>, timeout: Duration) -> (Target, ClientConfig) {
     let limits = Limits::default().shutdown_grace(Duration::from_secs(1));
-    if plain {
+    let Some(version) = version else {
         return (
             Target::InProcess(ServerConfig::plain().limits(limits)),
             ClientConfig::plain(),
         );
-    }
+    };
     let server_identity = Arc::new(IdentitySecret::generate());
     let server_key = server_identity.public_key();
+    // The server as `mtgnet serve` runs it by default: both versions.
     let server = ServerConfig::encrypted(Encryption::new(server_identity)).limits(limits);
     let client = ClientConfig::encrypted(
         Encryption::new(Arc::new(IdentitySecret::generate()))
             .authorized(AuthorizedKeys::only([server_key]))
-            .handshake_timeout(timeout),
+            .handshake_timeout(timeout)
+            .version(version),
     );
     (Target::InProcess(server), client)
 }

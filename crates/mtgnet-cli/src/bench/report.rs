@@ -10,6 +10,8 @@ use super::{Kind, LoadSettings};
 #[derive(Debug, Serialize)]
 pub(super) struct LoadReport {
     pub(super) mode: &'static str,
+    /// `"v1"` or `"v2"`; `null` for plain connections.
+    pub(super) encryption: Option<String>,
     pub(super) kind: &'static str,
     pub(super) connections: usize,
     pub(super) in_flight: usize,

@@ -5,8 +5,9 @@ use serde_json::Value;
 use crate::util::{Output, Server, run};
 
 /// Every key of a load run's JSON object.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "mode",
+    "encryption",
     "kind",
     "connections",
     "in_flight",
@@ -66,6 +67,7 @@ fn encrypted_in_process_calls() {
     let object = report(&run(&["bench", "--json", "--duration", "0.5"]));
     assert_healthy(&object);
     assert_eq!(object["mode"], "encrypted");
+    assert_eq!(object["encryption"], "v2", "v2 by default");
     assert_eq!(object["kind"], "calls");
     assert_eq!(
         (
@@ -94,6 +96,7 @@ fn plain_in_process_calls_with_options() {
     ]));
     assert_healthy(&object);
     assert_eq!(object["mode"], "plain");
+    assert_eq!(object["encryption"], Value::Null);
     assert_eq!(
         (
             &object["connections"],
@@ -102,6 +105,38 @@ fn plain_in_process_calls_with_options() {
         ),
         (&Value::from(2), &Value::from(4), &Value::from(1000))
     );
+}
+
+#[test]
+fn encryption_v1_and_v2_in_process_and_against_serve() {
+    let server = Server::encrypted();
+    for version in ["v1", "v2"] {
+        let object = report(&run(&[
+            "bench",
+            "--json",
+            "--duration",
+            "0.3",
+            "--encryption",
+            version,
+        ]));
+        assert_healthy(&object);
+        assert_eq!(object["encryption"], version);
+        // `mtgnet serve` accepts both by default.
+        let object = report(&run(&[
+            "bench",
+            "--addr",
+            &server.addr,
+            "--server-key",
+            server.key(),
+            "--encryption",
+            version,
+            "--json",
+            "--duration",
+            "0.3",
+        ]));
+        assert_healthy(&object);
+        assert_eq!(object["encryption"], version);
+    }
 }
 
 #[test]

@@ -113,7 +113,9 @@ fn serve_rejects_an_invalid_authorized_keys_file() {
 #[test]
 fn handshake_timeout_closes_a_silent_client() {
     use std::io::Read;
-    let server = Server::start(&["--handshake-timeout", "0.3"]);
+    // A v1-only server sends its handshake frame at once, like the
+    // deployed peers; one accepting v2 waits for the client's.
+    let server = Server::start(&["--handshake-timeout", "0.3", "--encryption", "v1"]);
     let mut stream = std::net::TcpStream::connect(&server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use mtgnet::encryption::Handshake;
 use mtgnet::{
-    AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption, Error, HandshakeFailure,
-    IdentitySecret, Limits, RawJson,
+    AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption, EncryptionVersion, Error,
+    HandshakeFailure, IdentitySecret, Limits, RawJson,
 };
 use serde_json::Value;
 
@@ -280,8 +280,14 @@ async fn encrypted_cancellation_timeout_and_close_behave_as_plain() {
 
 /// What a client sees from a server whose handshake or first frame is bad.
 async fn client_error_against(reply: Vec<u8>) -> Arc<Error> {
+    client_error_with(reply, EncryptionVersion::V1).await
+}
+
+async fn client_error_with(reply: Vec<u8>, version: EncryptionVersion) -> Arc<Error> {
     let addr = scripted_server(reply, Duration::from_secs(5)).await;
-    let config = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    let config = ClientConfig::encrypted(
+        Encryption::new(Arc::new(IdentitySecret::generate())).version(version),
+    );
     match bounded(Client::connect(addr, config)).await {
         Err(e) => Arc::new(e),
         Ok(client) => match bounded(client.call::<_, Value>("Test", "echo", (1,))).await {
@@ -328,6 +334,14 @@ async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
     let err = client_error_against(frame(&small_order)).await;
     assert!(
         matches!(*err, Error::Handshake(HandshakeFailure::KeyExchange)),
+        "{err}"
+    );
+
+    // A v2 client (the default) meeting a v1-only server, which sends its
+    // 128-byte frame at once: a clear error, no fallback.
+    let err = client_error_with(frame(&valid), EncryptionVersion::V2).await;
+    assert!(
+        matches!(*err, Error::Handshake(HandshakeFailure::OnlyV1)),
         "{err}"
     );
 
