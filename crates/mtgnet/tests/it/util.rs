@@ -40,7 +40,8 @@ impl TestServer {
         TestServer::encrypted_with_timeout(authorized, limits, Duration::from_secs(2)).await
     }
 
-    async fn encrypted_with_timeout(
+    /// An encrypted server with the given handshake bound.
+    pub(crate) async fn encrypted_with_timeout(
         authorized: AuthorizedKeys,
         limits: Limits,
         handshake: Duration,
