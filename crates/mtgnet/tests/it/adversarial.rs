@@ -66,8 +66,9 @@ async fn read_until_closed(
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Err(_) => panic!(
-                "{what}: the connection is still open {limit:?} later \
-                 (the input was not rejected); received {received:?}"
+                "{what}: the connection is still open {limit:?} later; \
+                 received {} bytes",
+                received.len()
             ),
             Ok(Ok(0)) => return received,
             Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
@@ -106,7 +107,8 @@ fn assert_only_the_server_handshake(server: &TestServer, received: &[u8], what: 
     assert_eq!(
         received.len(),
         132,
-        "{what}: the server's handshake frame and nothing after it, got {received:?}"
+        "{what}: the server's handshake frame and nothing after it, got {:?}",
+        String::from_utf8_lossy(received.get(132..).unwrap_or_default())
     );
     assert_eq!(&received[..3], b"80:", "{what}: handshake frame header");
     assert_eq!(received[131], b'\n', "{what}: handshake frame terminator");
@@ -417,7 +419,12 @@ async fn a_client_that_never_reads_is_disconnected_at_the_write_stall_limit() {
             "the server took 64 MiB of requests without reading"
         );
         match tokio::time::timeout(Duration::from_secs(1), stream.write_all(&framed)).await {
-            Ok(written) => written.expect("the server is still reading"),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!(
+                "closed {:?} after connecting, while we were still sending \
+                 (before our writes blocked, so before its writes could stall for {STALL:?}): {e}",
+                start.elapsed()
+            ),
             Err(_) => break Instant::now(),
         }
         sent += 1;
