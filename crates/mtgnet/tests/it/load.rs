@@ -54,10 +54,9 @@ async fn two_hundred_plain_connections_twenty_calls_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_encrypted_connections_pipelining_at_once() {
-    const CONNECTIONS: usize = 1000;
     // Both ends of every connection live in this process, next to the
     // other tests of this binary: two descriptors each, and some spare.
-    let needed = 2 * CONNECTIONS as u64 + 512;
+    let needed: OpenFiles = 2 * 1000 + 512;
     let limit = raise_open_files_limit(needed);
     if let Some(limit) = limit.filter(|&limit| limit < needed) {
         eprintln!(
@@ -68,14 +67,20 @@ async fn a_thousand_encrypted_connections_pipelining_at_once() {
         return;
     }
     let server = TestServer::encrypted().await;
-    flood(&server, CONNECTIONS, 5).await;
+    flood(&server, 1000, 5).await;
 }
+
+/// A count of open files, as `getrlimit` gives it.
+#[cfg(unix)]
+type OpenFiles = libc::rlim_t;
+#[cfg(not(unix))]
+type OpenFiles = u64;
 
 /// Raises this process's soft `RLIMIT_NOFILE` to `wanted` when it is lower,
 /// as far as the hard limit allows; returns the soft limit now in force,
 /// `None` if it cannot be read.
 #[cfg(unix)]
-fn raise_open_files_limit(wanted: u64) -> Option<u64> {
+fn raise_open_files_limit(wanted: OpenFiles) -> Option<OpenFiles> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -84,9 +89,8 @@ fn raise_open_files_limit(wanted: u64) -> Option<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return None;
     }
-    let wanted = libc::rlim_t::try_from(wanted).unwrap_or(libc::rlim_t::MAX);
     if limit.rlim_cur >= wanted {
-        return Some(u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX));
+        return Some(limit.rlim_cur);
     }
     let raised = libc::rlimit {
         rlim_cur: wanted.min(limit.rlim_max),
@@ -98,10 +102,10 @@ fn raise_open_files_limit(wanted: u64) -> Option<u64> {
     } else {
         limit.rlim_cur
     };
-    Some(u64::try_from(now).unwrap_or(u64::MAX))
+    Some(now)
 }
 
 #[cfg(not(unix))]
-fn raise_open_files_limit(_wanted: u64) -> Option<u64> {
+fn raise_open_files_limit(_wanted: OpenFiles) -> Option<OpenFiles> {
     None
 }
