@@ -343,21 +343,26 @@ impl Drop for WriterTask {
 /// before `serve` returns, so that none of them (nor its socket) outlives it.
 #[derive(Debug, Default)]
 struct Leftovers {
-    tasks: std::sync::Mutex<(Vec<JoinHandle<std::io::Result<()>>>, Vec<JoinSet<()>>)>,
+    tasks: std::sync::Mutex<Tasks>,
+}
+
+/// Writer tasks and sets of request tasks.
+#[derive(Debug, Default)]
+struct Tasks {
+    writers: Vec<JoinHandle<std::io::Result<()>>>,
+    requests: Vec<JoinSet<()>>,
 }
 
 impl Leftovers {
     fn writer(&self, handle: JoinHandle<std::io::Result<()>>) {
-        self.lock().0.push(handle);
+        self.lock().writers.push(handle);
     }
 
     fn requests(&self, requests: JoinSet<()>) {
-        self.lock().1.push(requests);
+        self.lock().requests.push(requests);
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (Vec<JoinHandle<std::io::Result<()>>>, Vec<JoinSet<()>>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tasks> {
         self.tasks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -365,7 +370,7 @@ impl Leftovers {
 
     /// Waits until every task handed over has ended (they are aborted).
     async fn reap(&self) {
-        let (writers, requests) = std::mem::take(&mut *self.lock());
+        let Tasks { writers, requests } = std::mem::take(&mut *self.lock());
         for mut set in requests {
             set.shutdown().await;
         }

@@ -74,20 +74,6 @@ fn handshake(stream: &mut TcpStream) -> Session {
     handshake.finish(&reply[3..131]).expect("handshake")
 }
 
-fn still_serves(server: &Server) {
-    let mut args = vec!["call", &server.addr, "Test", "add", "20", "22"];
-    match &server.public_key {
-        Some(key) => args.extend(["--server-key", key]),
-        None => args.push("--plain"),
-    }
-    let out = run(&args);
-    assert_eq!(
-        (out.code, out.stdout.trim_end()),
-        (Some(0), "42"),
-        "{out:?}"
-    );
-}
-
 /// Floods `server` with `clients` non-reading clients at once and checks
 /// its peak memory against `bound`, and that it serves others meanwhile.
 fn survives_flood(server: &Server, budget: usize, clients: usize, calls: usize, bound: usize) {
@@ -110,7 +96,7 @@ fn survives_flood(server: &Server, budget: usize, clients: usize, calls: usize, 
             "{sent} calls of 1 MiB read against a budget of {budget} bytes"
         );
     }
-    still_serves(server);
+    server.assert_serves();
     let peak = peak_rss(server);
     eprintln!(
         "{clients} flooding client(s): peak {} MiB, calls sent {:?}",

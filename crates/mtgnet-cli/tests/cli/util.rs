@@ -94,6 +94,8 @@ pub(crate) struct Server {
     pub(crate) addr: String,
     /// Its public key, when encrypted.
     pub(crate) public_key: Option<String>,
+    /// Started with `--encryption v1`: clients must speak v1 to it.
+    pub(crate) v1_only: bool,
 }
 
 impl Server {
@@ -154,6 +156,7 @@ impl Server {
             child,
             addr: String::new(),
             public_key: None,
+            v1_only: extra.windows(2).any(|pair| pair == ["--encryption", "v1"]),
         };
         let first = next_line();
         server.addr = first
@@ -174,6 +177,25 @@ impl Server {
     /// The server's public key (panics for a plain server).
     pub(crate) fn key(&self) -> &str {
         self.public_key.as_deref().expect("an encrypted server")
+    }
+
+    /// Asserts that a fresh `mtgnet call` (speaking what this server
+    /// speaks) is served: `Test.add(20, 22)` answers 42.
+    pub(crate) fn assert_serves(&self) {
+        let mut args = vec!["call", &self.addr, "Test", "add", "20", "22"];
+        match &self.public_key {
+            Some(key) => args.extend(["--server-key", key]),
+            None => args.push("--plain"),
+        }
+        if self.v1_only {
+            args.extend(["--encryption", "v1"]);
+        }
+        let out = run(&args);
+        assert_eq!(
+            (out.code, out.stdout.trim_end()),
+            (Some(0), "42"),
+            "{out:?}"
+        );
     }
 
     /// The server's process id.

@@ -280,8 +280,15 @@ fn assert_regions_locked(what: &str, make: impl Fn() -> Box<dyn std::any::Any>) 
     const COUNT: u64 = 256;
     // Each sodium_malloc region locks at least one 4 KiB page.
     let needed_kib = COUNT * 4;
-    if memlock_limit().is_some_and(|limit| limit / 1024 < 2 * needed_kib + locked_kib()) {
-        eprintln!("skipped: RLIMIT_MEMLOCK too small to observe locking");
+    let locked = locked_kib();
+    if let Some(limit) = memlock_limit().filter(|limit| limit / 1024 < 2 * needed_kib + locked) {
+        eprintln!(
+            "SKIPPED secret_memory_is_locked_against_swapping ({what}): \
+             RLIMIT_MEMLOCK is {limit} bytes ({} KiB) with {locked} KiB already locked, \
+             {} KiB needed to observe locking; raise it (ulimit -l) to run this check",
+            limit / 1024,
+            2 * needed_kib + locked
+        );
         return;
     }
     let before = locked_kib();

@@ -1,22 +1,39 @@
-//! Hostile bytes over real sockets: each attack ends with the server closing
-//! that one connection within a bound, and serving a fresh client after.
+//! Hostile bytes over real sockets. Each attack has one specific outcome:
+//! bad input closes that connection *promptly* (well under the idle and
+//! handshake timeouts, which are long in those tests so that a timeout
+//! cannot pass for a rejection), with nothing sent but what the protocol
+//! allows; a peer that is merely slow or silent is closed neither before
+//! nor long after its timeout. A fresh client is served after each attack.
 
 use std::time::{Duration, Instant};
 
 use mtgnet::encryption::{AuthorizedKeys, Handshake, IdentitySecret, Session};
-use mtgnet::{Limits, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mtgnet::{EncryptionVersion, Limits, ServerConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::util::{TestServer, bounded, registry};
+use crate::util::{BOUND, TestServer, bounded, registry};
 
-fn short_limits() -> Limits {
-    Limits::default().idle_timeout(Duration::from_secs(2))
+/// The idle and handshake timeouts of servers attacked with bad input: long,
+/// so that a server ignoring the input would keep the connection this long.
+const PATIENT: Duration = Duration::from_secs(10);
+
+/// How soon bad input must close its connection: well under [`PATIENT`].
+const PROMPT: Duration = Duration::from_secs(2);
+
+/// The timeouts of servers in tests about a timeout itself.
+const SHORT: Duration = Duration::from_secs(2);
+
+/// How late after its timeout a connection may be seen closing.
+const LATE: Duration = Duration::from_millis(1500);
+
+fn patient_limits() -> Limits {
+    Limits::default().idle_timeout(PATIENT)
 }
 
 async fn plain_server() -> TestServer {
     TestServer::start(
-        ServerConfig::plain().limits(short_limits()),
+        ServerConfig::plain().limits(patient_limits()),
         None,
         registry(),
     )
@@ -24,7 +41,19 @@ async fn plain_server() -> TestServer {
 }
 
 async fn encrypted_server() -> TestServer {
-    TestServer::encrypted_with(AuthorizedKeys::any(), short_limits()).await
+    TestServer::encrypted_with_timeout(AuthorizedKeys::any(), patient_limits(), PATIENT).await
+}
+
+/// A server speaking only v1, as the deployed peers do: it sends its
+/// handshake frame at once, without waiting for the client's.
+async fn v1_only_server(limits: Limits, handshake: Duration) -> TestServer {
+    TestServer::encrypted_version(
+        Some(EncryptionVersion::V1),
+        AuthorizedKeys::any(),
+        limits,
+        handshake,
+    )
+    .await
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -34,14 +63,29 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads until the server closes the connection; returns what it sent.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+/// Reads until the server closes the connection (end of stream or reset)
+/// and returns what it sent; fails the test if the connection is still
+/// open `limit` after `since`.
+async fn read_until_closed(
+    stream: &mut (impl AsyncRead + Unpin),
+    since: Instant,
+    limit: Duration,
+    what: &str,
+) -> Vec<u8> {
+    let deadline = tokio::time::Instant::from_std(since + limit);
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match bounded(stream.read(&mut buf)).await {
-            Ok(0) | Err(_) => return received,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!(
+                "{what}: the connection is still open {limit:?} later; \
+                 received {} bytes",
+                received.len()
+            ),
+            Ok(Ok(0)) => return received,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Ok(Err(e)) => panic!("{what}: reading failed: {e}"),
         }
     }
 }
@@ -55,19 +99,41 @@ async fn still_serves(server: &TestServer) {
     assert_eq!(x, 42);
 }
 
-/// Sends `bytes` on a fresh connection, reads until the server closes it,
-/// checks a well-behaved client is still served, and returns what the
-/// attacked connection received.
-async fn attack(server: &TestServer, bytes: &[u8]) -> Vec<u8> {
+/// Sends `bytes` on a fresh connection, asserts the server closes it within
+/// [`PROMPT`] of the last byte sent, checks a well-behaved client is still
+/// served, and returns what the attacked connection received.
+async fn attack(server: &TestServer, bytes: &[u8], what: &str) -> Vec<u8> {
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    // The server may close (and reset) before taking every byte.
     let _ = stream.write_all(bytes).await;
-    let received = read_until_closed(&mut stream).await;
+    let sent = Instant::now();
+    let received = read_until_closed(&mut stream, sent, PROMPT, what).await;
     still_serves(server).await;
     received
 }
 
+/// Asserts `received` is exactly the server's own handshake frame: 132
+/// bytes, a valid handshake signed by the server's identity, and nothing
+/// (no sealed frame) after it.
+fn assert_only_the_server_handshake(server: &TestServer, received: &[u8], what: &str) {
+    assert_eq!(
+        received.len(),
+        132,
+        "{what}: the server's handshake frame and nothing after it, got {:?}",
+        String::from_utf8_lossy(received.get(132..).unwrap_or_default())
+    );
+    assert_eq!(&received[..3], b"80:", "{what}: handshake frame header");
+    assert_eq!(received[131], b'\n', "{what}: handshake frame terminator");
+    let key = server.identity.as_ref().expect("encrypted").public_key();
+    let check = Handshake::new(&IdentitySecret::generate(), AuthorizedKeys::only([key]));
+    assert!(
+        check.finish(&received[3..131]).is_ok(),
+        "{what}: the 128 bytes are the server's own valid handshake"
+    );
+}
+
 #[tokio::test]
-async fn plain_server_closes_on_bad_framing_and_bad_messages() {
+async fn plain_server_closes_promptly_on_bad_framing_and_bad_messages() {
     let attacks: [&[u8]; 9] = [
         b"FFFFFFFFFFFF:",
         b"zz:",
@@ -81,11 +147,11 @@ async fn plain_server_closes_on_bad_framing_and_bad_messages() {
     ];
     let server = plain_server().await;
     for bytes in attacks {
-        let received = attack(&server, bytes).await;
+        let what = format!("{:?}", String::from_utf8_lossy(bytes));
+        let received = attack(&server, bytes, &what).await;
         assert!(
             received.is_empty(),
-            "{:?}: nothing is answered, got {received:?}",
-            String::from_utf8_lossy(bytes)
+            "{what}: nothing is answered, got {received:?}"
         );
     }
 }
@@ -93,14 +159,9 @@ async fn plain_server_closes_on_bad_framing_and_bad_messages() {
 #[tokio::test]
 async fn huge_header_is_rejected_without_waiting_for_a_payload() {
     let server = plain_server().await;
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(b"FFFFFFFFFFFF").await.expect("write");
-    let start = Instant::now();
-    read_until_closed(&mut stream).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "closed at once, not after a timeout"
-    );
+    // No colon: the header alone is already too large for any frame.
+    let received = attack(&server, b"FFFFFFFFFFFF", "a 12-digit header").await;
+    assert!(received.is_empty(), "{received:?}");
 }
 
 #[tokio::test]
@@ -163,23 +224,52 @@ async fn trickled_bytes_and_coalesced_frames_are_both_answered() {
     }
 }
 
-#[tokio::test]
-async fn idle_and_slow_connections_close_while_others_are_served() {
-    let server = plain_server().await;
-    let mut idle = TcpStream::connect(server.addr).await.expect("connect");
-    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
-    slow.write_all(b"4")
-        .await
-        .expect("a header digit, then nothing");
-    still_serves(&server).await;
-    let start = Instant::now();
-    read_until_closed(&mut idle).await;
-    read_until_closed(&mut slow).await;
-    let waited = start.elapsed();
+/// Reads until the server closes `stream` and asserts it closed no sooner
+/// than `timeout` after `since` (the server's clock starts after that) and
+/// no later than [`LATE`] after.
+async fn closed_at_its_timeout(
+    mut stream: impl AsyncRead + Unpin,
+    since: Instant,
+    timeout: Duration,
+    what: &str,
+) -> Vec<u8> {
+    let received = read_until_closed(&mut stream, since, timeout + LATE, what).await;
+    let waited = since.elapsed();
     assert!(
-        waited < Duration::from_secs(4),
-        "closed after the 2 s idle timeout, took {waited:?}"
+        waited >= timeout,
+        "{what}: closed after {waited:?}, before its {timeout:?} timeout"
     );
+    received
+}
+
+#[tokio::test]
+async fn idle_and_slow_connections_close_at_the_idle_timeout_while_others_are_served() {
+    let limits = Limits::default().idle_timeout(SHORT);
+    let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
+    let start = Instant::now();
+    let idle = TcpStream::connect(server.addr).await.expect("connect");
+    let slow = TcpStream::connect(server.addr).await.expect("connect");
+    slow.set_nodelay(true).expect("nodelay");
+    let (slow_rd, mut slow_wr) = slow.into_split();
+    // A slowloris: a header, then one payload byte every 100 ms, never a
+    // whole frame. Trickling bytes does not reset the idle clock.
+    let trickle = tokio::spawn(async move {
+        let _ = slow_wr.write_all(b"400:").await;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow_wr.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    still_serves(&server).await;
+    let (idle_received, slow_received) = tokio::join!(
+        closed_at_its_timeout(idle, start, SHORT, "an idle connection"),
+        closed_at_its_timeout(slow_rd, start, SHORT, "a slowloris"),
+    );
+    trickle.abort();
+    assert!(idle_received.is_empty(), "{idle_received:?}");
+    assert!(slow_received.is_empty(), "{slow_received:?}");
     still_serves(&server).await;
 }
 
@@ -200,7 +290,7 @@ async fn client_disconnecting_with_calls_in_flight_does_not_hurt_the_server() {
 
 #[tokio::test]
 async fn too_many_calls_in_one_request_get_batch_errors() {
-    let limits = short_limits().max_batch(2);
+    let limits = patient_limits().max_batch(2);
     let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     let request = br#"[{"service":"Test","method":"echo","args":[1],"id":1},{"service":"Test","method":"echo","args":[2],"id":2},{"service":"Test","method":"echo","args":[3],"id":3}]"#;
@@ -213,12 +303,11 @@ async fn too_many_calls_in_one_request_get_batch_errors() {
 
 #[tokio::test]
 async fn oversized_request_frame_closes_the_connection() {
-    let limits = short_limits().max_frame(64);
+    let limits = patient_limits().max_frame(64);
     let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    let _ = stream.write_all(b"41:").await;
-    assert!(read_until_closed(&mut stream).await.is_empty());
-    still_serves(&server).await;
+    // The header alone announces 65 bytes: closed without waiting for them.
+    let received = attack(&server, b"41:", "a 65-byte frame over a 64-byte limit").await;
+    assert!(received.is_empty(), "{received:?}");
 }
 
 /// Connects and completes a real handshake by hand.
@@ -243,26 +332,29 @@ async fn handshaken(server: &TestServer) -> (TcpStream, Session) {
 
 #[tokio::test]
 async fn encrypted_server_rejects_wrong_size_handshakes() {
-    let server = encrypted_server().await;
+    let v1 = v1_only_server(patient_limits(), PATIENT).await;
+    let any = encrypted_server().await;
     for len in [0usize, 127, 129, 200] {
-        let received = attack(&server, &frame(&vec![7u8; len])).await;
-        // The server sends its own handshake frame first, then nothing more.
-        assert!(
-            received.len() <= 132,
-            "{len}-byte handshake: got {} bytes",
-            received.len()
-        );
+        let what = format!("a {len}-byte handshake to a v1-only server");
+        let received = attack(&v1, &frame(&vec![7u8; len]), &what).await;
+        assert_only_the_server_handshake(&v1, &received, &what);
+        // A server accepting v2 answers nothing that is not a handshake.
+        let what = format!("a {len}-byte first frame to a server accepting v1 and v2");
+        let received = attack(&any, &frame(&vec![7u8; len]), &what).await;
+        assert!(received.is_empty(), "{what}: got {received:?}");
     }
 }
 
 #[tokio::test]
 async fn encrypted_server_rejects_a_bad_signature() {
+    let server = encrypted_server().await;
     let identity = IdentitySecret::generate();
     let handshake = Handshake::new(&identity, AuthorizedKeys::any());
     let mut payload = handshake.payload().to_vec();
     payload[40] ^= 1; // inside the signature
-    let received = attack(&encrypted_server().await, &frame(&payload)).await;
-    assert!(received.len() <= 132);
+    let what = "a handshake with a bad signature";
+    let received = attack(&server, &frame(&payload), what).await;
+    assert_only_the_server_handshake(&server, &received, what);
 }
 
 #[tokio::test]
@@ -270,23 +362,25 @@ async fn encrypted_server_closes_on_tampered_short_or_plain_frames() {
     let server = encrypted_server().await;
     let request = br#"[{"service":"Test","method":"echo","args":[1],"id":1}]"#;
     type Attack = fn(&Session, &[u8]) -> Vec<u8>;
-    let attacks: [Attack; 4] = [
-        |s, m| {
+    let attacks: [(&str, Attack); 4] = [
+        ("a tampered sealed frame", |s, m| {
             let mut sealed = s.seal(m);
             let last = sealed.len() - 1;
             sealed[last] ^= 0x80;
             frame(&sealed)
-        },
-        |_, _| frame(&[0u8; 39]),
-        |_, m| frame(m),
-        |_, _| b"0:\n".to_vec(),
+        }),
+        ("a frame shorter than the seal", |_, _| frame(&[0u8; 39])),
+        ("a plaintext request", |_, m| frame(m)),
+        ("an empty frame", |_, _| b"0:\n".to_vec()),
     ];
-    for attack in attacks {
+    for (what, attack) in attacks {
         let (mut stream, session) = handshaken(&server).await;
         let _ = stream.write_all(&attack(&session, request)).await;
+        let sent = Instant::now();
+        let received = read_until_closed(&mut stream, sent, PROMPT, what).await;
         assert!(
-            read_until_closed(&mut stream).await.is_empty(),
-            "nothing is answered"
+            received.is_empty(),
+            "{what}: nothing is answered, got {received:?}"
         );
         still_serves(&server).await;
     }
@@ -306,58 +400,102 @@ async fn encrypted_server_closes_on_tampered_short_or_plain_frames() {
 }
 
 #[tokio::test]
-async fn connections_that_never_handshake_are_closed_after_the_timeout() {
-    let server = encrypted_server().await;
-    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
-    still_serves(&server).await;
+async fn connections_that_never_handshake_are_closed_at_the_handshake_timeout() {
+    // A long idle timeout: only the handshake timeout may close the peer.
+    let server =
+        TestServer::encrypted_with_timeout(AuthorizedKeys::any(), patient_limits(), SHORT).await;
     let start = Instant::now();
-    let received = read_until_closed(&mut silent).await;
-    // A server that accepts v2 (the default) waits for the client's first
-    // frame: nothing at all is sent to a silent client.
-    assert_eq!(received.len(), 0, "nothing before the client's first frame");
-    assert!(
-        start.elapsed() < Duration::from_secs(4),
-        "closed after the 2 s handshake timeout"
-    );
+    let silent = TcpStream::connect(server.addr).await.expect("connect");
+    still_serves(&server).await;
+    let what = "a peer that never sends its handshake";
+    let received = closed_at_its_timeout(silent, start, SHORT, what).await;
+    // A server accepting v2 waits for the client's first frame.
+    assert!(received.is_empty(), "{what}: got {received:?}");
+    still_serves(&server).await;
+
+    let server = v1_only_server(patient_limits(), SHORT).await;
+    let start = Instant::now();
+    let silent = TcpStream::connect(server.addr).await.expect("connect");
+    still_serves(&server).await;
+    let what = "a peer that never sends its handshake to a v1-only server";
+    let received = closed_at_its_timeout(silent, start, SHORT, what).await;
+    assert_only_the_server_handshake(&server, &received, what);
     still_serves(&server).await;
 }
 
 #[tokio::test]
-async fn a_client_that_never_reads_is_disconnected_after_the_stall_limit() {
-    let server = plain_server().await;
+async fn a_client_that_never_reads_is_disconnected_at_the_write_stall_limit() {
+    const STALL: Duration = Duration::from_secs(3);
+    // A small byte budget, so the server stops reading soon; a long idle
+    // timeout, so only the write stall limit may close the connection.
+    let limits = patient_limits()
+        .write_stall(STALL)
+        .max_connection_bytes(4 << 20);
+    let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
+    let start = Instant::now();
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     let big = "x".repeat(1 << 20);
     let request = format!(r#"[{{"service":"Test","method":"echo","args":["{big}"],"id":1}}]"#);
     let framed = frame(request.as_bytes());
-    // Keep sending without reading until the server stops taking requests.
-    let start = Instant::now();
-    for _ in 0..64 {
-        if tokio::time::timeout(Duration::from_secs(1), stream.write_all(&framed))
-            .await
-            .is_err()
-        {
-            break;
+    // Keep sending without reading until the server stops taking requests:
+    // its replies fill the socket, then its byte budget, then it reads no more.
+    let mut sent = 0;
+    let blocked = loop {
+        assert!(
+            sent < 64,
+            "the server took 64 MiB of requests without reading"
+        );
+        match tokio::time::timeout(Duration::from_secs(1), stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!(
+                "closed {:?} after connecting, while we were still sending \
+                 (before our writes blocked, so before its writes could stall for {STALL:?}): {e}",
+                start.elapsed()
+            ),
+            Err(_) => break Instant::now(),
         }
-    }
+        sent += 1;
+    };
     still_serves(&server).await;
-    // Now drain: the server must have given up on this connection.
-    let mut sink = vec![0u8; 1 << 16];
-    loop {
-        match bounded(stream.read(&mut sink)).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+    // Wait for the close without reading (reading would be progress). The
+    // server has unread bytes of ours when it gives up, so its close is a
+    // reset, which arrives even though our receive window is full.
+    let closed = tokio::time::timeout(BOUND, async {
+        loop {
+            let ready = stream.ready(Interest::READABLE).await.expect("ready");
+            if ready.is_read_closed() {
+                return Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
+    })
+    .await
+    .expect("the server gave up on the stalled connection");
+    // Not before the server's writes stalled for STALL (they stalled at the
+    // earliest when we connected) ...
+    let after_start = closed - start;
     assert!(
-        start.elapsed() < Duration::from_secs(9),
-        "took {:?}",
-        start.elapsed()
+        after_start >= STALL,
+        "closed {after_start:?} after connecting, before the {STALL:?} stall limit"
     );
+    // ... and not long after they stalled (at the latest when our own
+    // writes blocked).
+    let after_blocked = closed - blocked;
+    assert!(
+        after_blocked < STALL + LATE,
+        "closed {after_blocked:?} after the server stopped reading"
+    );
+    // What was sent before the close can still be read, then the stream
+    // ends: fewer replies than requests, the rest were dropped.
+    let received = read_until_closed(&mut stream, Instant::now(), PROMPT, "the drain").await;
+    let replies = received.iter().filter(|&&b| b == b'\n').count();
+    assert!(replies < sent, "{replies} replies to {sent} requests");
+    still_serves(&server).await;
 }
 
 #[tokio::test]
 async fn calls_beyond_max_in_flight_wait_for_a_free_slot() {
-    let limits = short_limits().max_in_flight(1);
+    let limits = patient_limits().max_in_flight(1);
     let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     let mut both = frame(br#"[{"service":"Test","method":"sleep","args":[300],"id":1}]"#);
@@ -391,7 +529,7 @@ async fn calls_beyond_max_in_flight_wait_for_a_free_slot() {
 
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_for_a_free_slot() {
-    let limits = short_limits().max_connections(1);
+    let limits = patient_limits().max_connections(1);
     let server = TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
     let first = server.client().await;
     let _: i64 = bounded(first.call("Test", "add", (1, 1)))
@@ -414,19 +552,43 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
 }
 
 #[tokio::test]
-async fn calls_still_running_after_the_shutdown_grace_are_dropped() {
-    let limits = short_limits().shutdown_grace(Duration::from_millis(200));
+async fn shutdown_grace_lets_running_calls_finish_then_drops_the_rest() {
+    const GRACE: Duration = Duration::from_secs(3);
+    let limits = patient_limits().shutdown_grace(GRACE);
     let mut server =
         TestServer::start(ServerConfig::plain().limits(limits), None, registry()).await;
     let client = server.client().await;
-    let slow = tokio::spawn(async move { client.call::<_, u64>("Test", "sleep", (5000,)).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let timed_call = |ms: u64| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let result = client.call::<_, u64>("Test", "sleep", (ms,)).await;
+            (result, Instant::now())
+        })
+    };
+    // One call ends within the grace period, one long after it.
+    let short = timed_call(500);
+    let long = timed_call(8000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let triggered = Instant::now();
     server.shutdown().await;
-    let err = bounded(slow)
-        .await
-        .expect("task")
-        .expect_err("dropped at the end of the grace period");
+    let (result, _) = bounded(short).await.expect("task");
+    assert_eq!(
+        result.expect("a call ending within the grace period is answered"),
+        500
+    );
+    let (result, ended) = bounded(long).await.expect("task");
+    let err = result.expect_err("dropped at the end of the grace period");
     assert!(matches!(err, mtgnet::CallError::Connection(_)), "{err}");
+    let cut = ended - triggered;
+    assert!(
+        cut >= GRACE,
+        "cut {cut:?} after shutdown, within the {GRACE:?} grace"
+    );
+    // Before `serve`'s own last-resort bound (1.5 x the grace).
+    assert!(
+        cut < GRACE + Duration::from_secs(1),
+        "cut {cut:?} after shutdown, long after the {GRACE:?} grace"
+    );
 }
 
 #[tokio::test]

@@ -54,6 +54,58 @@ async fn two_hundred_plain_connections_twenty_calls_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_encrypted_connections_pipelining_at_once() {
+    // Both ends of every connection live in this process, next to the
+    // other tests of this binary: two descriptors each, and some spare.
+    let needed: OpenFiles = 2 * 1000 + 512;
+    let limit = raise_open_files_limit(needed);
+    if let Some(limit) = limit.filter(|&limit| limit < needed) {
+        eprintln!(
+            "SKIPPED a_thousand_encrypted_connections_pipelining_at_once: \
+             RLIMIT_NOFILE allows {limit} open files (hard limit included), \
+             {needed} needed; raise it (ulimit -n) to run this test"
+        );
+        return;
+    }
     let server = TestServer::encrypted().await;
     flood(&server, 1000, 5).await;
+}
+
+/// A count of open files, as `getrlimit` gives it.
+#[cfg(unix)]
+type OpenFiles = libc::rlim_t;
+#[cfg(not(unix))]
+type OpenFiles = u64;
+
+/// Raises this process's soft `RLIMIT_NOFILE` to `wanted` when it is lower,
+/// as far as the hard limit allows; returns the soft limit now in force,
+/// `None` if it cannot be read.
+#[cfg(unix)]
+fn raise_open_files_limit(wanted: OpenFiles) -> Option<OpenFiles> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` to a valid, exclusive pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur >= wanted {
+        return Some(limit.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads one `rlimit` from a valid pointer.
+    let now = if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        raised.rlim_cur
+    } else {
+        limit.rlim_cur
+    };
+    Some(now)
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit(_wanted: OpenFiles) -> Option<OpenFiles> {
+    None
 }

@@ -16,6 +16,8 @@ pub(crate) const BOUND: Duration = Duration::from_secs(10);
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) identity: Option<Arc<IdentitySecret>>,
+    /// What its clients speak: v2, unless the server speaks only v1.
+    pub(crate) client_version: mtgnet::EncryptionVersion,
     stop: Shutdown,
     pub(crate) task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -40,17 +42,33 @@ impl TestServer {
         TestServer::encrypted_with_timeout(authorized, limits, Duration::from_secs(2)).await
     }
 
-    async fn encrypted_with_timeout(
+    /// An encrypted server with the given handshake bound.
+    pub(crate) async fn encrypted_with_timeout(
+        authorized: AuthorizedKeys,
+        limits: Limits,
+        handshake: Duration,
+    ) -> TestServer {
+        TestServer::encrypted_version(None, authorized, limits, handshake).await
+    }
+
+    /// An encrypted server speaking only `version`, or (`None`) both.
+    pub(crate) async fn encrypted_version(
+        version: Option<mtgnet::EncryptionVersion>,
         authorized: AuthorizedKeys,
         limits: Limits,
         handshake: Duration,
     ) -> TestServer {
         let identity = Arc::new(IdentitySecret::generate());
-        let encryption = Encryption::new(Arc::clone(&identity))
+        let mut encryption = Encryption::new(Arc::clone(&identity))
             .authorized(authorized)
             .handshake_timeout(handshake);
+        if let Some(version) = version {
+            encryption = encryption.version(version);
+        }
         let config = ServerConfig::encrypted(encryption).limits(limits);
-        TestServer::start(config, Some(identity), registry()).await
+        let mut server = TestServer::start(config, Some(identity), registry()).await;
+        server.client_version = version.unwrap_or(mtgnet::EncryptionVersion::V2);
+        server
     }
 
     pub(crate) async fn start(
@@ -71,6 +89,7 @@ impl TestServer {
         TestServer {
             addr,
             identity,
+            client_version: mtgnet::EncryptionVersion::V2,
             stop,
             task: Some(task),
         }
@@ -82,7 +101,8 @@ impl TestServer {
             None => ClientConfig::plain(),
             Some(identity) => ClientConfig::encrypted(
                 Encryption::new(Arc::new(IdentitySecret::generate()))
-                    .authorized(AuthorizedKeys::only([identity.public_key()])),
+                    .authorized(AuthorizedKeys::only([identity.public_key()]))
+                    .version(self.client_version),
             ),
         }
     }
