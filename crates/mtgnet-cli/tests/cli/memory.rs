@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mtgnet_encryption::{AuthorizedKeys, Handshake, IdentitySecret, Session};
 
-use crate::util::{Server, run};
+use crate::util::Server;
 
 const MIB: usize = 1024 * 1024;
 

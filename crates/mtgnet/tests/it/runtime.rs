@@ -121,7 +121,7 @@ async fn the_byte_budget_stops_reading_until_replies_drain_and_nothing_is_lost()
     let limits = Limits::default()
         .max_in_flight(256)
         .max_connection_bytes(BUDGET);
-    let (mut client, calls, _serving) = serve_in_memory(limits, 64 * 1024);
+    let (client, calls, _serving) = serve_in_memory(limits, 64 * 1024);
     let text = "e".repeat(256 * 1024);
     let requests: Vec<Vec<u8>> = (1..=10)
         .map(|id| {
