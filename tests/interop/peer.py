@@ -74,7 +74,10 @@ def server(port, mode):
         sock, _ = lsock.accept()
         box = None; rest = b""
         if mode != "plain":
-            box, peer, rest = handshake(sock, ident)
+            try:
+                box, peer, rest = handshake(sock, ident)
+            except (AssertionError, EOFError):   # not a v1 client (e.g. a v2 hello): drop it
+                sock.close(); continue
         payload, rest = read_frame(sock, rest)
         calls = json.loads(open_(box, payload) if box else payload)
         results = []

@@ -101,6 +101,10 @@ fn compact(json: &str) -> String {
     out
 }
 
+/// What a v2 client says of a server that speaks only encryption v1.
+pub(crate) const ONLY_V1: &str =
+    "the server speaks only encryption v1; `--encryption v1` accepts its weaker protection";
+
 /// Runs `mtgnet call`.
 ///
 /// # Errors
@@ -194,6 +198,7 @@ pub(crate) fn connect_error(addr: &str, e: &Error, config: &ClientConfig) -> any
         Error::InvalidSignature => anyhow!(
             "the server's handshake signature does not verify: it does not hold the key it claims"
         ),
+        Error::Handshake(HandshakeFailure::OnlyV1) => anyhow!(ONLY_V1),
         other => anyhow!("connection to {addr} failed: {other}"),
     }
 }
@@ -221,6 +226,10 @@ fn connection_lost(reason: &Error, encrypted: bool, encryption: Option<&Encrypti
         (Error::Decrypt(_), _) => {
             format!("cannot decrypt the server's answer ({reason}): the session keys do not match")
         }
+        (Error::EndedAfterHandshake, _) => format!(
+            "the server closed the connection right after the handshake: does it authorize this client's key {}?",
+            encryption.map_or_else(String::new, |e| e.public_key().to_string())
+        ),
         _ => format!("the connection failed: {reason}"),
     }
 }

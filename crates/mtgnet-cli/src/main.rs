@@ -71,10 +71,7 @@ fn report(e: &anyhow::Error) -> ExitCode {
         return ExitCode::from(EXIT_FAILURE);
     }
     if speaks_only_v1(e) {
-        let _ = writeln!(
-            stderr,
-            "error: the server speaks only encryption v1; `--encryption v1` accepts its weaker protection"
-        );
+        let _ = writeln!(stderr, "error: {}", call::ONLY_V1);
         return ExitCode::from(EXIT_FAILURE);
     }
     let _ = writeln!(stderr, "error: {}", one_line(&format!("{e:#}")));
