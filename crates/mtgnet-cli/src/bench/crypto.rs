@@ -3,7 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use mtgnet::encryption::bench::{CryptoThroughput, crypto_throughput};
+use mtgnet::encryption::bench::{
+    CryptoThroughput, RecordThroughput, crypto_throughput, record_throughput,
+};
 use serde::Serialize;
 
 use super::CRYPTO_SIZES;
@@ -32,21 +34,37 @@ impl From<&CryptoThroughput> for CryptoRow {
     }
 }
 
-/// `--crypto`: the session's seal and open next to raw libsodium, per size.
+impl From<&RecordThroughput> for CryptoRow {
+    fn from(t: &RecordThroughput) -> CryptoRow {
+        CryptoRow {
+            size: t.size,
+            seal_mb_s: round(t.seal_mb_s, 1),
+            raw_seal_mb_s: round(t.raw_seal_mb_s, 1),
+            open_mb_s: round(t.open_mb_s, 1),
+            raw_open_mb_s: round(t.raw_open_mb_s, 1),
+        }
+    }
+}
+
+/// `--crypto`: v1 frames and v2 records sealed and opened next to the raw
+/// libsodium calls they are built on, per size, measured in the same run.
 pub(super) fn crypto(duration: Duration, json: bool) -> anyhow::Result<()> {
-    let budget = duration / CRYPTO_SIZES.len() as u32;
+    let budget = duration / (2 * CRYPTO_SIZES.len() as u32);
     let terminal = std::io::stderr().is_terminal();
-    let mut results = Vec::with_capacity(CRYPTO_SIZES.len());
-    for size in CRYPTO_SIZES {
+    let progress = |what: &str, size: usize| {
         if terminal {
             let mut stderr = std::io::stderr().lock();
-            let _ = write!(
-                stderr,
-                "\rbench: sealing and opening {size}-byte frames\x1b[K"
-            );
+            let _ = write!(stderr, "\rbench: sealing and opening {size}-byte {what}\x1b[K");
             let _ = stderr.flush();
         }
+    };
+    let mut results = Vec::with_capacity(CRYPTO_SIZES.len());
+    let mut records = Vec::with_capacity(CRYPTO_SIZES.len());
+    for size in CRYPTO_SIZES {
+        progress("v1 frames", size);
         results.push(crypto_throughput(size, budget));
+        progress("v2 records", size);
+        records.push(record_throughput(size, budget));
     }
     end_progress();
     let mut stdout = std::io::stdout().lock();
@@ -54,9 +72,13 @@ pub(super) fn crypto(duration: Duration, json: bool) -> anyhow::Result<()> {
         #[derive(Serialize)]
         struct Crypto {
             crypto: Vec<CryptoRow>,
+            v2_records: Vec<CryptoRow>,
         }
-        let rows = results.iter().map(CryptoRow::from).collect();
-        serde_json::to_writer(&mut stdout, &Crypto { crypto: rows })?;
+        let report = Crypto {
+            crypto: results.iter().map(CryptoRow::from).collect(),
+            v2_records: records.iter().map(CryptoRow::from).collect(),
+        };
+        serde_json::to_writer(&mut stdout, &report)?;
         writeln!(stdout)?;
     } else {
         writeln!(
@@ -72,18 +94,28 @@ pub(super) fn crypto(duration: Duration, json: bool) -> anyhow::Result<()> {
             "  {:>9}  {:>10} {:>10} {:>6}   {:>10} {:>10} {:>6}",
             "size", "seal", "raw seal", "ratio", "open", "raw open", "ratio"
         )?;
-        for t in &results {
+        let row = |out: &mut dyn Write, t: CryptoRow| {
             writeln!(
-                stdout,
+                out,
                 "  {:>9}  {:>10.1} {:>10.1} {:>6.2}   {:>10.1} {:>10.1} {:>6.2}",
                 size_text(t.size),
                 t.seal_mb_s,
                 t.raw_seal_mb_s,
-                t.seal_ratio(),
+                t.seal_mb_s / t.raw_seal_mb_s,
                 t.open_mb_s,
                 t.raw_open_mb_s,
-                t.open_ratio()
-            )?;
+                t.open_mb_s / t.raw_open_mb_s
+            )
+        };
+        for t in &results {
+            row(&mut stdout, CryptoRow::from(t))?;
+        }
+        writeln!(
+            stdout,
+            "  v2 records = Sealer::seal_framed_into / Opener::open_in_place (flag byte, chunks, framing); raw = libsodium crypto_aead_chacha20poly1305_ietf_*"
+        )?;
+        for t in &records {
+            row(&mut stdout, CryptoRow::from(t))?;
         }
     }
     stdout.flush()?;

@@ -250,16 +250,19 @@ fn crypto_reports_four_sizes() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
     let value: Value = serde_json::from_str(&out.stdout).expect("one JSON value");
-    let rows = value["crypto"].as_array().expect("a crypto array");
-    let sizes: Vec<u64> = rows
-        .iter()
-        .map(|row| row["size"].as_u64().expect("size"))
-        .collect();
-    assert_eq!(sizes, [64, 1024, 65_536, 1_048_576]);
-    for row in rows {
-        for key in ["seal_mb_s", "raw_seal_mb_s", "open_mb_s", "raw_open_mb_s"] {
-            let rate = row[key].as_f64().unwrap_or_else(|| panic!("{key}: {row}"));
-            assert!(rate > 0.0, "{key}: {row}");
+    // v1 frames, then v2 records, each next to its raw libsodium baseline.
+    for table in ["crypto", "v2_records"] {
+        let rows = value[table].as_array().expect("a table of rows");
+        let sizes: Vec<u64> = rows
+            .iter()
+            .map(|row| row["size"].as_u64().expect("size"))
+            .collect();
+        assert_eq!(sizes, [64, 1024, 65_536, 1_048_576], "{table}");
+        for row in rows {
+            for key in ["seal_mb_s", "raw_seal_mb_s", "open_mb_s", "raw_open_mb_s"] {
+                let rate = row[key].as_f64().unwrap_or_else(|| panic!("{key}: {row}"));
+                assert!(rate > 0.0, "{table} {key}: {row}");
+            }
         }
     }
 }
