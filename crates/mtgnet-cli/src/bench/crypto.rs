@@ -22,27 +22,39 @@ pub(super) struct CryptoRow {
     raw_open_mb_s: f64,
 }
 
+impl CryptoRow {
+    fn new(size: usize, seal: f64, raw_seal: f64, open: f64, raw_open: f64) -> CryptoRow {
+        CryptoRow {
+            size,
+            seal_mb_s: round(seal, 1),
+            raw_seal_mb_s: round(raw_seal, 1),
+            open_mb_s: round(open, 1),
+            raw_open_mb_s: round(raw_open, 1),
+        }
+    }
+}
+
 impl From<&CryptoThroughput> for CryptoRow {
     fn from(t: &CryptoThroughput) -> CryptoRow {
-        CryptoRow {
-            size: t.size,
-            seal_mb_s: round(t.seal_mb_s, 1),
-            raw_seal_mb_s: round(t.raw_seal_mb_s, 1),
-            open_mb_s: round(t.open_mb_s, 1),
-            raw_open_mb_s: round(t.raw_open_mb_s, 1),
-        }
+        CryptoRow::new(
+            t.size,
+            t.seal_mb_s,
+            t.raw_seal_mb_s,
+            t.open_mb_s,
+            t.raw_open_mb_s,
+        )
     }
 }
 
 impl From<&RecordThroughput> for CryptoRow {
     fn from(t: &RecordThroughput) -> CryptoRow {
-        CryptoRow {
-            size: t.size,
-            seal_mb_s: round(t.seal_mb_s, 1),
-            raw_seal_mb_s: round(t.raw_seal_mb_s, 1),
-            open_mb_s: round(t.open_mb_s, 1),
-            raw_open_mb_s: round(t.raw_open_mb_s, 1),
-        }
+        CryptoRow::new(
+            t.size,
+            t.seal_mb_s,
+            t.raw_seal_mb_s,
+            t.open_mb_s,
+            t.raw_open_mb_s,
+        )
     }
 }
 
@@ -54,7 +66,10 @@ pub(super) fn crypto(duration: Duration, json: bool) -> anyhow::Result<()> {
     let progress = |what: &str, size: usize| {
         if terminal {
             let mut stderr = std::io::stderr().lock();
-            let _ = write!(stderr, "\rbench: sealing and opening {size}-byte {what}\x1b[K");
+            let _ = write!(
+                stderr,
+                "\rbench: sealing and opening {size}-byte {what}\x1b[K"
+            );
             let _ = stderr.flush();
         }
     };
