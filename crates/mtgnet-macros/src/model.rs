@@ -4,7 +4,6 @@
 
 use proc_macro2::Span;
 use quote::ToTokens;
-use syn::spanned::Spanned;
 use syn::{
     Attribute, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemTrait, Lit, LitStr, Meta, Pat,
     PathArguments, ReturnType, Signature, TraitItem, TraitItemFn, Type, Visibility,
@@ -130,8 +129,8 @@ impl ServiceDef {
                         errors.push(syn::Error::new_spanned(
                             &def.ident,
                             format!(
-                                "`{}` and `{}` have the same wire name `{}` (names compare case-insensitively)",
-                                first.ident, def.ident, def.wire_name
+                                "`{}` is `{}` on the wire, and `{}` is already `{}`: wire names compare case-insensitively",
+                                def.ident, def.wire_name, first.ident, first.wire_name
                             ),
                         ));
                     }
@@ -230,7 +229,7 @@ impl MethodDef {
                 format!("a service method takes at most {MAX_ARGS} arguments"),
             ));
         }
-        let ok = match result_ok_type(&sig.output) {
+        let ok = match result_ok_type(sig) {
             Ok(ok) => Some(ok),
             Err(e) => {
                 errors.push(e);
@@ -314,12 +313,12 @@ fn is_context(ty: &Type) -> bool {
 }
 
 /// `T` of a return type written `Result<T, E>`.
-fn result_ok_type(output: &ReturnType) -> syn::Result<Type> {
+fn result_ok_type(sig: &Signature) -> syn::Result<Type> {
     const MESSAGE: &str =
         "a service method returns `Result<T, E>` (with `E: Into<Condition>`), written out as such";
-    let ReturnType::Type(_, ty) = output else {
-        return Err(syn::Error::new(
-            output.span(),
+    let ReturnType::Type(_, ty) = &sig.output else {
+        return Err(syn::Error::new_spanned(
+            sig,
             format!("{MESSAGE}; this one returns nothing"),
         ));
     };
