@@ -56,7 +56,8 @@ impl ServiceArgs {
                 parsed.version = Some((code, text));
                 Ok(())
             } else {
-                Err(meta.error("unknown argument: expected `name = \"...\"` or `version = \"...\"`"))
+                Err(meta
+                    .error("unknown argument: expected `name = \"...\"` or `version = \"...\"`"))
             }
         });
         syn::parse::Parser::parse2(parser, args)?;
@@ -467,7 +468,8 @@ mod tests {
 
     #[test]
     fn version_code_is_the_leading_integer() {
-        let args = ServiceArgs::parse(quote::quote!(name = "Math", version = "2.1")).expect("valid");
+        let args =
+            ServiceArgs::parse(quote::quote!(name = "Math", version = "2.1")).expect("valid");
         assert_eq!(args.version, Some((2, "2.1".to_owned())));
         assert!(ServiceArgs::parse(quote::quote!(version = "one")).is_err());
         assert!(ServiceArgs::parse(quote::quote!(colour = "blue")).is_err());

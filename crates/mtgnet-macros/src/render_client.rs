@@ -59,7 +59,8 @@ pub(crate) fn render(def: &ServiceDef) -> TokenStream {
         "Calls [`{service_trait}`] (`{wire_name}` on the wire) over an [`mtgnet::Client`]: \
          `{client}::new(client).method(args).await`."
     );
-    let notify_doc = format!("The methods of [`{service_trait}`] as notifications: see [`{client}::notify`].");
+    let notify_doc =
+        format!("The methods of [`{service_trait}`] as notifications: see [`{client}::notify`].");
     let batch_doc = format!(
         "The methods of [`{service_trait}`] as typed calls added to an [`mtgnet::Batch`]: see [`{client}::batch`]."
     );
@@ -122,7 +123,16 @@ pub(crate) fn render(def: &ServiceDef) -> TokenStream {
 
 /// What every client-side rendering of a method uses: its doc, name,
 /// parameters (without the context), wire name, argument tuple, result type.
-fn parts(m: &MethodDef) -> (&str, &syn::Ident, TokenStream, &str, TokenStream, &syn::Type) {
+fn parts(
+    m: &MethodDef,
+) -> (
+    &str,
+    &syn::Ident,
+    TokenStream,
+    &str,
+    TokenStream,
+    &syn::Type,
+) {
     let names: Vec<_> = m.args.iter().map(|(name, _)| name).collect();
     let types: Vec<_> = m.args.iter().map(|(_, ty)| ty).collect();
     (

@@ -218,11 +218,8 @@ impl Registry {
     pub fn layer<L>(mut self, layer: L) -> Registry
     where
         L: tower_layer::Layer<Dispatch>,
-        L::Service: tower_service::Service<CallRequest, Response = RawJson>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service:
+            tower_service::Service<CallRequest, Response = RawJson> + Clone + Send + Sync + 'static,
         <L::Service as tower_service::Service<CallRequest>>::Error: Into<BoxError>,
         <L::Service as tower_service::Service<CallRequest>>::Future: Send + 'static,
     {
@@ -547,6 +544,66 @@ mod tests {
             codes::INTERNAL_ERROR
         );
         assert!(results[2].outcome.is_ok());
+    }
+
+    /// A layer that refuses calls whose method is `secret`, passes the rest on.
+    #[derive(Clone)]
+    struct NoSecrets<S>(S);
+
+    impl<S> tower_service::Service<CallRequest> for NoSecrets<S>
+    where
+        S: tower_service::Service<CallRequest, Response = RawJson, Error = Condition>,
+        S::Future: Send + 'static,
+    {
+        type Response = RawJson;
+        type Error = Condition;
+        type Future = futures::future::BoxFuture<'static, Outcome>;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Condition>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: CallRequest) -> Self::Future {
+            if request.method().eq_ignore_ascii_case("secret") {
+                return std::future::ready(Err(Condition::new("no", "secret"))).boxed();
+            }
+            self.0.call(request).boxed()
+        }
+    }
+
+    #[test]
+    fn layered_calls_reach_handlers_and_builtins_and_panics_are_still_caught() {
+        let registry = panicky()
+            .with(Service::new("S").method("secret", "", |(): ()| async move { Ok(1) }))
+            .layer(tower_layer::layer_fn(NoSecrets))
+            .layer(tower_layer::layer_fn(NoSecrets));
+        let results = run(
+            &registry,
+            r#"[{"service":"P","method":"inside","id":1},{"service":"P","method":"before","id":2},
+                {"service":"System","method":"rpcVersion","id":3},{"service":"s","method":"SECRET","id":4},
+                {"service":"Nope","method":"x","id":5},{"service":"P","method":"version","id":6}]"#,
+        );
+        let codes: Vec<String> = results
+            .iter()
+            .map(|r| match &r.outcome {
+                Ok(data) => data.as_str().to_owned(),
+                Err(c) => c.code_text(),
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                codes::INTERNAL_ERROR,
+                codes::INTERNAL_ERROR,
+                r#"{"major":1,"minor":0,"type":"draft","revision":1}"#,
+                "no",
+                codes::UNKNOWN_SERVICE,
+                r#"{"code":1,"name":"1.0"}"#,
+            ]
+        );
     }
 
     #[test]

@@ -77,8 +77,8 @@ pub use typed::BatchCall;
 
 pub use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
 pub use mtgnet_proto::client::Batch;
-pub use mtgnet_proto::wire::CallResult;
 pub use mtgnet_proto::dispatch::{CallRequest, Dispatch};
+pub use mtgnet_proto::wire::CallResult;
 pub use mtgnet_proto::{Condition, Context, FromArgs, Id, Peer, RawJson, Registry, Service, codes};
 
 /// Turns a trait of `async fn` methods into an MTGNet service: one trait is

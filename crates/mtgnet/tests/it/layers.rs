@@ -144,7 +144,9 @@ async fn trace_records_service_method_id_peer_duration_and_outcome_per_call() {
     // The test runtime has one thread: server and client run under this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let registry = Registry::new().with(demo::test_service()).layer(Trace::new());
+    let registry = Registry::new()
+        .with(demo::test_service())
+        .layer(Trace::new());
     let server = encrypted_server(registry).await;
     let identity = Arc::new(IdentitySecret::generate());
     let client = connect_as(&server, Arc::clone(&identity)).await;
@@ -178,15 +180,21 @@ async fn trace_records_service_method_id_peer_duration_and_outcome_per_call() {
 
 #[tokio::test]
 async fn tower_timeout_answers_slow_calls_with_an_error_and_lets_fast_ones_through() {
-    let registry = Registry::new()
-        .with(demo::test_service())
-        .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(100)));
+    let registry =
+        Registry::new()
+            .with(demo::test_service())
+            .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(
+                100,
+            )));
     let server = TestServer::start(ServerConfig::plain(), None, registry).await;
     let client = server.client().await;
     let slow = bounded(client.call::<_, u64>("Test", "sleep", (5_000,))).await;
     match slow {
         Err(mtgnet::CallError::Remote(condition)) => {
-            assert_eq!(condition, Condition::new(codes::INTERNAL_ERROR, "request timed out"));
+            assert_eq!(
+                condition,
+                Condition::new(codes::INTERNAL_ERROR, "request timed out")
+            );
         }
         other => panic!("expected a timeout condition, got {other:?}"),
     }

@@ -103,10 +103,12 @@ async fn application_errors_arrive_as_their_conditions() {
         other => panic!("expected the remote condition, got {other:?}"),
     }
     // Wrong argument types from an untyped caller never reach the handler.
-    let untyped: Result<i64, _> =
-        bounded(math.client().call("Math", "add", ("two", 3))).await;
+    let untyped: Result<i64, _> = bounded(math.client().call("Math", "add", ("two", 3))).await;
     assert_eq!(
-        untyped.expect_err("refused").remote().map(Condition::code_text),
+        untyped
+            .expect_err("refused")
+            .remote()
+            .map(Condition::code_text),
         Some("invalid-arguments".to_owned())
     );
 }
@@ -139,7 +141,14 @@ async fn introspection_comes_from_the_doc_comments_and_attributes() {
         .expect("methods");
     assert_eq!(
         methods,
-        ["add", "whoAmI", "quotient", "methods", "describeMethod", "version"]
+        [
+            "add",
+            "whoAmI",
+            "quotient",
+            "methods",
+            "describeMethod",
+            "version"
+        ]
     );
 }
 
@@ -158,7 +167,11 @@ async fn typed_batches_and_notifications_go_through_the_client() {
             calls.divide(1, 0).expect("serializes"),
         )
     };
-    batch.notify("Math", "add", mtgnet::RawJson::from_serialize(&(1, 1)).expect("json"));
+    batch.notify(
+        "Math",
+        "add",
+        mtgnet::RawJson::from_serialize(&(1, 1)).expect("json"),
+    );
     let results = bounded(client.batch(batch)).await.expect("answered");
     assert_eq!(results.len(), 3);
     assert_eq!(sum.result(&results).expect("sum"), 42);
@@ -192,7 +205,10 @@ async fn a_lisp_style_raw_request_is_answered() {
     want.push(b'\n');
     let mut got = vec![0u8; want.len()];
     bounded(stream.read_exact(&mut got)).await.expect("reads");
-    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
 }
 
 #[test]
