@@ -16,6 +16,9 @@ const MAX_ARGS: usize = 8;
 /// Method names every service answers by itself (compared case-insensitively).
 const BUILTIN_METHODS: [&str; 3] = ["methods", "describeMethod", "version"];
 
+/// Names the client stub defines itself; a method cannot take them.
+const STUB_NAMES: [&str; 4] = ["new", "client", "notify", "batch"];
+
 /// What `#[mtgnet::service(...)]` says.
 #[derive(Default)]
 pub(crate) struct ServiceArgs {
@@ -113,7 +116,15 @@ impl ServiceDef {
             };
             match MethodDef::parse(method) {
                 Ok(def) => {
-                    if let Some(builtin) = BUILTIN_METHODS
+                    if STUB_NAMES.iter().any(|n| def.ident == n) {
+                        errors.push(syn::Error::new_spanned(
+                            &def.ident,
+                            format!(
+                                "the client stub has its own `{}`: name the method otherwise and keep its wire name with `#[method(name = \"...\")]`",
+                                def.ident
+                            ),
+                        ));
+                    } else if let Some(builtin) = BUILTIN_METHODS
                         .iter()
                         .find(|b| b.eq_ignore_ascii_case(&def.wire_name))
                     {

@@ -1,6 +1,7 @@
 //! Integration tests of `mtgnet` over real loopback sockets, as one binary.
 
 mod adversarial;
+mod allocations;
 mod blocking;
 mod calls;
 mod client;
@@ -11,3 +12,6 @@ mod runtime;
 mod secrets;
 mod service;
 mod util;
+
+#[global_allocator]
+static ALLOCATOR: allocations::Counting = allocations::Counting;

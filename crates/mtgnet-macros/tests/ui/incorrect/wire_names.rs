@@ -6,6 +6,7 @@ pub trait Math {
     async fn add_one(&self, a: i64) -> Result<i64, Condition>;
     #[method(name = "ADDONE")]
     async fn increment(&self, a: i64) -> Result<i64, Condition>;
+    async fn notify(&self) -> Result<(), Condition>;
 }
 
 fn main() {}
