@@ -62,6 +62,13 @@ impl fmt::Display for Condition {
 
 impl std::error::Error for Condition {}
 
+/// A handler whose error type is `Infallible` never fails.
+impl From<std::convert::Infallible> for Condition {
+    fn from(never: std::convert::Infallible) -> Condition {
+        match never {}
+    }
+}
+
 impl Serialize for Condition {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let with_data = !self.data.is_null();
@@ -91,4 +98,6 @@ pub mod codes {
     pub const SHUTTING_DOWN: &str = "shutting-down";
     /// The request holds more calls than the server accepts in one request.
     pub const BATCH_TOO_LARGE: &str = "batch-too-large";
+    /// The peer may not call this method (an authorization layer refused it).
+    pub const NOT_AUTHORIZED: &str = "not-authorized";
 }

@@ -55,6 +55,7 @@
 
 pub mod client;
 mod condition;
+pub mod dispatch;
 mod error;
 pub mod framing;
 mod id;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::condition::{Condition, codes};
+use crate::dispatch::{BoxError, CallRequest, Dispatch, Stack, Target};
 use crate::json::RawJson;
 use crate::service::{BUILTIN_METHODS, Context, Outcome, Peer, Service};
 use crate::wire::{self, Call, CallResult, InvalidCall};
@@ -104,10 +105,22 @@ pub enum RegistryError {
 /// let response = futures::executor::block_on(registry.respond(calls, Arc::new(Peer::default())));
 /// assert_eq!(response.unwrap(), br#"[{"id":1,"data":7},{"id":2,"data":["System","Test"]}]"#);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Registry {
     system: Service,
     services: Vec<Service>,
+    /// The layers around every call, when any are installed.
+    layers: Option<Stack>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("system", &self.system)
+            .field("services", &self.services)
+            .field("layered", &self.layers.is_some())
+            .finish()
+    }
 }
 
 impl Default for Registry {
@@ -126,6 +139,7 @@ impl Registry {
                 .version(1, env!("CARGO_PKG_VERSION"))
                 .description("Introspection: the services hosted here, their methods, and the protocol version."),
             services: Vec::new(),
+            layers: None,
         }
     }
 
@@ -134,7 +148,8 @@ impl Registry {
     /// # Errors
     ///
     /// When a service of the same name (case-insensitively, `System` included) is already hosted.
-    pub fn add(&mut self, service: Service) -> Result<(), RegistryError> {
+    pub fn add(&mut self, service: impl Into<Service>) -> Result<(), RegistryError> {
+        let service = service.into();
         if self.service(&service.name).is_some() {
             return Err(RegistryError::DuplicateService(service.name));
         }
@@ -148,10 +163,68 @@ impl Registry {
     ///
     /// When [`Registry::add`] fails: the set of services is fixed by the program.
     #[must_use]
-    pub fn with(mut self, service: Service) -> Registry {
+    pub fn with(mut self, service: impl Into<Service>) -> Registry {
         if let Err(e) = self.add(service) {
             panic!("{e}");
         }
+        self
+    }
+
+    /// Wraps every call (built-in ones and those to unknown methods
+    /// included) in a `tower` layer.
+    ///
+    /// The layer wraps [`Dispatch`], which runs the handler; its service
+    /// gets a [`CallRequest`] (names, id, raw arguments, [`Context`]) and
+    /// answers with the result data or an error. An error that is a
+    /// [`Condition`] becomes the call's error result as it is; any other
+    /// (a `tower::timeout` `Elapsed`, say) becomes `internal-error` with the
+    /// error's text. Layers added later wrap those added before: the last
+    /// one sees each call first. The connection is never affected.
+    ///
+    /// Without layers, a call runs its handler directly: no request value,
+    /// no clone, no extra allocation.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use mtgnet_proto::dispatch::CallRequest;
+    /// use mtgnet_proto::{wire, Peer, Registry};
+    ///
+    /// // `tower::service_fn`-style: count every call, then hand it on.
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = {
+    ///     let seen = Arc::clone(&seen);
+    ///     tower_layer::layer_fn(move |inner| Counted { inner, seen: Arc::clone(&seen) })
+    /// };
+    /// # #[derive(Clone)]
+    /// # struct Counted<S> { inner: S, seen: Arc<AtomicUsize> }
+    /// # impl<S: tower_service::Service<CallRequest>> tower_service::Service<CallRequest> for Counted<S> {
+    /// #     type Response = S::Response;
+    /// #     type Error = S::Error;
+    /// #     type Future = S::Future;
+    /// #     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> { self.inner.poll_ready(cx) }
+    /// #     fn call(&mut self, request: CallRequest) -> S::Future {
+    /// #         self.seen.fetch_add(1, Ordering::Relaxed);
+    /// #         self.inner.call(request)
+    /// #     }
+    /// # }
+    /// let registry = Registry::new().layer(counter);
+    /// let calls = wire::parse_request(br#"[{"service":"System","method":"rpcVersion","id":1},
+    ///     {"service":"Nope","method":"x","id":2}]"#).unwrap();
+    /// futures::executor::block_on(registry.respond(calls, Arc::new(Peer::default())));
+    /// assert_eq!(seen.load(Ordering::Relaxed), 2);
+    /// ```
+    #[must_use]
+    pub fn layer<L>(mut self, layer: L) -> Registry
+    where
+        L: tower_layer::Layer<Dispatch>,
+        L::Service:
+            tower_service::Service<CallRequest, Response = RawJson> + Clone + Send + Sync + 'static,
+        <L::Service as tower_service::Service<CallRequest>>::Error: Into<BoxError>,
+        <L::Service as tower_service::Service<CallRequest>>::Future: Send + 'static,
+    {
+        let inner = Dispatch::new(self.layers.take());
+        self.layers = Some(Stack::new(layer.layer(inner)));
         self
     }
 
@@ -219,7 +292,20 @@ impl Registry {
             args,
         } = call;
         let ctx = Context::new(peer);
-        let run = self.route(&service, &method, ctx.clone(), args);
+        let run = match &self.layers {
+            None => self.route(&service, &method, ctx.clone(), args),
+            Some(layers) => {
+                let target = self.target(&service, &method, &args);
+                layers.run(CallRequest {
+                    service: service.clone(),
+                    method: method.clone(),
+                    id: id.clone(),
+                    args,
+                    context: ctx.clone(),
+                    target,
+                })
+            }
+        };
         async move {
             let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(outcome) => outcome,
@@ -250,10 +336,7 @@ impl Registry {
     ) -> futures::future::BoxFuture<'static, Outcome> {
         let ready = |outcome: Outcome| std::future::ready(outcome).boxed();
         let Some(svc) = self.service(service) else {
-            return ready(Err(Condition::new(
-                codes::UNKNOWN_SERVICE,
-                format!("no service named {service:?}"),
-            )));
+            return ready(Err(unknown_service(service)));
         };
         if let Some(m) = svc.find(method) {
             // Called inside the future so that a handler panicking before it
@@ -261,18 +344,35 @@ impl Registry {
             let handler = Arc::clone(&m.handler);
             return async move { handler(ctx, args).await }.boxed();
         }
+        match self.builtin_name(svc, method) {
+            Some(name) => ready(self.builtin(svc, name, &args)),
+            None => ready(Err(unknown_method(svc, method))),
+        }
+    }
+
+    /// What a call resolves to, for the layers: its handler, or its answer
+    /// when the registry answers it by itself.
+    fn target(&self, service: &str, method: &str, args: &RawJson) -> Target {
+        let Some(svc) = self.service(service) else {
+            return Target::Ready(Err(unknown_service(service)));
+        };
+        if let Some(m) = svc.find(method) {
+            return Target::Handler(Arc::clone(&m.handler));
+        }
+        Target::Ready(match self.builtin_name(svc, method) {
+            Some(name) => self.builtin(svc, name, args),
+            None => Err(unknown_method(svc, method)),
+        })
+    }
+
+    /// The built-in method `method` names on `svc`, if any.
+    fn builtin_name(&self, svc: &Service, method: &str) -> Option<&'static str> {
         let is_system = std::ptr::eq(svc, &self.system);
-        let builtin = BUILTIN_METHODS
+        BUILTIN_METHODS
             .iter()
             .chain(if is_system { &SYSTEM_METHODS[..] } else { &[] })
-            .find(|b| b.eq_ignore_ascii_case(method));
-        match builtin {
-            Some(&name) => ready(self.builtin(svc, name, &args)),
-            None => ready(Err(Condition::new(
-                codes::UNKNOWN_METHOD,
-                format!("service {:?} has no method named {method:?}", svc.name),
-            ))),
-        }
+            .find(|b| b.eq_ignore_ascii_case(method))
+            .copied()
     }
 
     /// Answers the methods every service (and `System`) provides by itself.
@@ -349,6 +449,20 @@ impl Registry {
         RawJson::from_serialize(&value)
             .map_err(|e| Condition::new(codes::INTERNAL_ERROR, e.to_string()))
     }
+}
+
+fn unknown_service(service: &str) -> Condition {
+    Condition::new(
+        codes::UNKNOWN_SERVICE,
+        format!("no service named {service:?}"),
+    )
+}
+
+fn unknown_method(svc: &Service, method: &str) -> Condition {
+    Condition::new(
+        codes::UNKNOWN_METHOD,
+        format!("service {:?} has no method named {method:?}", svc.name),
+    )
 }
 
 /// The doc string of a built-in method, if `name` is one.
@@ -430,6 +544,66 @@ mod tests {
             codes::INTERNAL_ERROR
         );
         assert!(results[2].outcome.is_ok());
+    }
+
+    /// A layer that refuses calls whose method is `secret`, passes the rest on.
+    #[derive(Clone)]
+    struct NoSecrets<S>(S);
+
+    impl<S> tower_service::Service<CallRequest> for NoSecrets<S>
+    where
+        S: tower_service::Service<CallRequest, Response = RawJson, Error = Condition>,
+        S::Future: Send + 'static,
+    {
+        type Response = RawJson;
+        type Error = Condition;
+        type Future = futures::future::BoxFuture<'static, Outcome>;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Condition>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: CallRequest) -> Self::Future {
+            if request.method().eq_ignore_ascii_case("secret") {
+                return std::future::ready(Err(Condition::new("no", "secret"))).boxed();
+            }
+            self.0.call(request).boxed()
+        }
+    }
+
+    #[test]
+    fn layered_calls_reach_handlers_and_builtins_and_panics_are_still_caught() {
+        let registry = panicky()
+            .with(Service::new("S").method("secret", "", |(): ()| async move { Ok(1) }))
+            .layer(tower_layer::layer_fn(NoSecrets))
+            .layer(tower_layer::layer_fn(NoSecrets));
+        let results = run(
+            &registry,
+            r#"[{"service":"P","method":"inside","id":1},{"service":"P","method":"before","id":2},
+                {"service":"System","method":"rpcVersion","id":3},{"service":"s","method":"SECRET","id":4},
+                {"service":"Nope","method":"x","id":5},{"service":"P","method":"version","id":6}]"#,
+        );
+        let codes: Vec<String> = results
+            .iter()
+            .map(|r| match &r.outcome {
+                Ok(data) => data.as_str().to_owned(),
+                Err(c) => c.code_text(),
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                codes::INTERNAL_ERROR,
+                codes::INTERNAL_ERROR,
+                r#"{"major":1,"minor":0,"type":"draft","revision":1}"#,
+                "no",
+                codes::UNKNOWN_SERVICE,
+                r#"{"code":1,"name":"1.0"}"#,
+            ]
+        );
     }
 
     #[test]

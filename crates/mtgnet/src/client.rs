@@ -534,7 +534,7 @@ impl Client {
 }
 
 /// Serializes call arguments: a JSON array, or `()` (JSON `null`) for none.
-fn args_json<A: Serialize>(args: &A) -> Result<RawJson, CallError> {
+pub(crate) fn args_json<A: Serialize>(args: &A) -> Result<RawJson, CallError> {
     let json = RawJson::from_serialize(args).map_err(|e| CallError::Arguments(Arc::new(e)))?;
     if json.is_null() {
         return Ok(RawJson::empty_array());

@@ -1,5 +1,6 @@
 //! The `Test` service that `mtgnet serve` hosts: a fixed set of methods
-//! other peers and tools use to check interoperability.
+//! other peers and tools use to check interoperability, written with
+//! [`#[mtgnet::service]`](crate::service).
 
 use std::time::Duration;
 
@@ -8,7 +9,23 @@ use mtgnet_proto::{Condition, Context, RawJson, Service, codes};
 /// Longest `Test.sleep` accepted, so that a client cannot park calls forever.
 pub const MAX_SLEEP_MS: u64 = 60_000;
 
-/// The `Test` service:
+/// Methods for checking that MTGNet peers interoperate.
+#[mtgnet::service(name = "Test", version = "1.0")]
+pub trait Test {
+    /// echo(x) -> x: returns its argument unchanged.
+    async fn echo(&self, x: RawJson) -> Result<RawJson, Condition>;
+    /// add(a, b) -> a + b: exact for integers, floating point otherwise.
+    async fn add(&self, a: RawJson, b: RawJson) -> Result<serde_json::Value, Condition>;
+    /// fail() -> always fails with {message: "boom", code: 42}.
+    async fn fail(&self) -> Result<(), Condition>;
+    /// sleep(ms) -> ms: answers after sleeping ms milliseconds (at most 60000).
+    async fn sleep(&self, ms: u64) -> Result<u64, Condition>;
+    /// warn(x) -> x, with one warning {message: "careful", code: 7}.
+    async fn warn(&self, ctx: &Context, x: RawJson) -> Result<RawJson, Condition>;
+}
+
+/// The methods of the `Test` service `mtgnet serve` hosts (no state),
+/// behind [`TestServer`]; the contract is the trait [`Test`]:
 ///
 /// * `echo(x)` → `x`, byte for byte (numbers keep every digit);
 /// * `add(a, b)` → `a + b`, exact for integers (up to 128 bits), else as floats;
@@ -17,52 +34,67 @@ pub const MAX_SLEEP_MS: u64 = 60_000;
 /// * `warn(x)` → `x`, with one warning `{message: "careful", code: 7}`.
 ///
 /// ```
+/// use mtgnet::demo::{TestClient, TestMethods, TestServer};
+/// use mtgnet::{Client, ClientConfig, RawJson, Registry, Server, ServerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new(Registry::new().with(TestServer::new(TestMethods)), ServerConfig::plain())?;
+/// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+/// tokio::spawn(async move { server.serve_connection(server_io, None, mtgnet::Shutdown::new()).await });
+/// let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
+/// tokio::spawn(driver);
+///
+/// let test = TestClient::new(client);
+/// let big = RawJson::from_string("123456789012345678901234567890".to_owned())?;
+/// assert_eq!(test.echo(big.clone()).await?, big);
+/// assert_eq!(test.fail().await.unwrap_err().remote().map(|c| c.code.clone()), Some(42.into()));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestMethods;
+
+impl Test for TestMethods {
+    async fn echo(&self, x: RawJson) -> Result<RawJson, Condition> {
+        Ok(x)
+    }
+
+    async fn add(&self, a: RawJson, b: RawJson) -> Result<serde_json::Value, Condition> {
+        add(&a, &b)
+    }
+
+    async fn fail(&self) -> Result<(), Condition> {
+        Err(Condition::new(42, "boom"))
+    }
+
+    async fn sleep(&self, ms: u64) -> Result<u64, Condition> {
+        if ms > MAX_SLEEP_MS {
+            return Err(Condition::new(
+                codes::INVALID_ARGUMENTS,
+                format!("sleep takes at most {MAX_SLEEP_MS} ms"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(ms)
+    }
+
+    async fn warn(&self, ctx: &Context, x: RawJson) -> Result<RawJson, Condition> {
+        ctx.warn(Condition::new(7, "careful"));
+        Ok(x)
+    }
+}
+
+/// The `Test` service as `mtgnet serve` hosts it: [`TestMethods`] behind
+/// [`TestServer`], with the product and author `describeService` reports.
+///
+/// ```
 /// let registry = mtgnet::Registry::new().with(mtgnet::demo::test_service());
 /// assert!(registry.service("test").is_some());
 /// ```
 pub fn test_service() -> Service {
-    Service::new("Test")
+    Service::from(TestServer::new(TestMethods))
         .product("mtgnet test service")
         .author("the mtgnet developers")
-        .description("Methods for checking that MTGNet peers interoperate.")
-        .version(1, "1.0")
-        .method(
-            "echo",
-            "echo(x) -> x: returns its argument unchanged.",
-            |(x,): (RawJson,)| async move { Ok(x) },
-        )
-        .method(
-            "add",
-            "add(a, b) -> a + b: exact for integers, floating point otherwise.",
-            |(a, b): (RawJson, RawJson)| async move { add(&a, &b) },
-        )
-        .method(
-            "fail",
-            "fail() -> always fails with {message: \"boom\", code: 42}.",
-            |(): ()| async move { Err::<(), _>(Condition::new(42, "boom")) },
-        )
-        .method(
-            "sleep",
-            "sleep(ms) -> ms: answers after sleeping ms milliseconds (at most 60000).",
-            |(ms,): (u64,)| async move {
-                if ms > MAX_SLEEP_MS {
-                    return Err(Condition::new(
-                        codes::INVALID_ARGUMENTS,
-                        format!("sleep takes at most {MAX_SLEEP_MS} ms"),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(ms)
-            },
-        )
-        .method_with_context(
-            "warn",
-            "warn(x) -> x, with one warning {message: \"careful\", code: 7}.",
-            |ctx: Context, (x,): (RawJson,)| async move {
-                ctx.warn(Condition::new(7, "careful"));
-                Ok(x)
-            },
-        )
 }
 
 /// A JSON number as read for `add`: an exact integer when written as one.

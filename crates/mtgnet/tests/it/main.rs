@@ -1,11 +1,17 @@
 //! Integration tests of `mtgnet` over real loopback sockets, as one binary.
 
 mod adversarial;
+mod allocations;
 mod blocking;
 mod calls;
 mod client;
 mod encrypted;
+mod layers;
 mod load;
 mod runtime;
 mod secrets;
+mod service;
 mod util;
+
+#[global_allocator]
+static ALLOCATOR: allocations::Counting = allocations::Counting;

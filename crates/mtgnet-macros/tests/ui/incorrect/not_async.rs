@@ -1,0 +1,8 @@
+struct Condition;
+
+#[mtgnet_macros::service]
+pub trait Math {
+    fn add(&self, a: i64, b: i64) -> Result<i64, Condition>;
+}
+
+fn main() {}
