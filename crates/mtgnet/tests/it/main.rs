@@ -9,3 +9,4 @@ mod load;
 mod runtime;
 mod secrets;
 mod util;
+mod v2;
