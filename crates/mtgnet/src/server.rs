@@ -272,10 +272,17 @@ impl Server {
         connection.requests.shutdown().await;
         // The last senders go; the writer writes what is queued and closes.
         drop(connection);
-        match written {
+        let ended = match written {
             // The writer failed: nobody could be answered.
             Some(result) => result.map_err(Error::from).and(Err(Error::Closed)),
             None => writer.join().await.map_err(Error::from).and(outcome),
+        };
+        match ended {
+            // A peer that ended its side cleanly (v2: with its close record)
+            // may close its socket without waiting for the answers: that
+            // they could not be delivered does not make its end unclean.
+            Err(Error::Io(e)) if reader.peer_ended() && is_peer_gone(&e) => Ok(()),
+            ended => ended,
         }
     }
 }
@@ -536,6 +543,15 @@ impl Connection<'_> {
 
 fn shutting_down() -> Condition {
     Condition::new(codes::SHUTTING_DOWN, "the server is shutting down")
+}
+
+/// Write errors of a peer that has closed its socket.
+fn is_peer_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
+    )
 }
 
 /// Accept errors that concern one connection only.

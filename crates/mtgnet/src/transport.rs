@@ -56,6 +56,9 @@ pub(crate) struct MessageReader<R> {
     opening: Opening,
     /// Set once the peer's close record has arrived.
     closed: bool,
+    /// Set once the peer has ended its side cleanly: its v2 close record,
+    /// or (plain, v1) the end of the stream between frames.
+    ended: bool,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -80,6 +83,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             decoder: FrameDecoder::new(frame_limit),
             opening,
             closed: false,
+            ended: false,
         }
     }
 
@@ -115,9 +119,16 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     }
                     opener.finish_eof()?;
                 }
+                self.ended = true;
                 return Ok(None);
             }
         }
+    }
+
+    /// Whether the peer has ended its side cleanly ([`MessageReader::next`]
+    /// returned `Ok(None)` at its close record or end of stream).
+    pub(crate) fn peer_ended(&self) -> bool {
+        self.closed || self.ended
     }
 
     /// The next message if it is already buffered whole; reads nothing.

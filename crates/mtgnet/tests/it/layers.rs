@@ -103,10 +103,10 @@ async fn authorize_refuses_keyed_methods_on_a_plain_connection() {
 }
 
 /// Every span's fields, by span, as a subscriber saw them.
-#[derive(Clone, Default)]
 /// One recorded span: its id, its name and its fields.
 type Recorded = (u64, String, BTreeMap<String, String>);
 
+#[derive(Clone, Default)]
 struct SpanFields(Arc<Mutex<Vec<Recorded>>>);
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);

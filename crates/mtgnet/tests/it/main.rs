@@ -12,6 +12,7 @@ mod runtime;
 mod secrets;
 mod service;
 mod util;
+mod v2;
 
 #[global_allocator]
 static ALLOCATOR: allocations::Counting = allocations::Counting;
