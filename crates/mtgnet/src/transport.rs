@@ -190,7 +190,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     payload.advance(range.start);
                     Ok(Buffered::Message(payload))
                 }
-                Opened::Message(message) => Ok(Buffered::Message(BytesMut::from(&message[..]))),
+                // The reassembled message, without a copy.
+                Opened::Message(message) => Ok(Buffered::Message(BytesMut::from(
+                    bytes::Bytes::from(message),
+                ))),
                 Opened::Partial => Ok(Buffered::NeedMore),
                 Opened::Closed => {
                     self.closed = true;
