@@ -72,7 +72,10 @@ async fn demo(plain: bool) -> anyhow::Result<()> {
         say!("MTGNet demo: a server and a client in one process, plain (unencrypted) TCP");
     } else {
         say!("MTGNet demo: a server and a client in one process, encrypted");
-        say!("  (Ed25519 identities, X25519 key exchange, XSalsa20-Poly1305 sealed frames)");
+        say!(
+            "  (encryption v2: Noise XX bound to Ed25519 identities, ChaCha20-Poly1305 records; \
+             `mtgnet call --encryption v1` speaks the deployed peers' v1)"
+        );
     }
     say!();
     say!("== identities");
