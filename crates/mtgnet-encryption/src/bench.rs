@@ -147,44 +147,12 @@ pub fn crypto_throughput(size: usize, budget: Duration) -> CryptoThroughput {
         elapsed
     };
 
-    // Warm-up and calibration: time per frame of the slowest of the four.
-    let warm_up = budget / 10;
-    let calibrate = |run: &mut dyn FnMut(u64) -> Duration| {
-        let mut iters = 1u64;
-        loop {
-            let took = run(iters);
-            if took >= warm_up / 4 || iters >= 1 << 30 {
-                return took.as_secs_f64() / iters as f64;
-            }
-            iters *= 2;
-        }
-    };
-    let per_frame = [
-        calibrate(&mut seal_session),
-        calibrate(&mut seal_raw),
-        calibrate(&mut |n| open(n, false)),
-        calibrate(&mut |n| open(n, true)),
-    ]
-    .into_iter()
-    .fold(f64::MIN_POSITIVE, f64::max);
-    let slice = budget.saturating_sub(warm_up).as_secs_f64() / f64::from(ROUNDS * 4);
-    let iters = ((slice / per_frame) as u64).max(1);
-
-    let mut best = [Duration::MAX; 4];
-    for round in 0..ROUNDS {
-        let mut record = |i: usize, took: Duration| best[i] = best[i].min(took);
-        if round % 2 == 0 {
-            record(0, seal_session(iters));
-            record(1, seal_raw(iters));
-            record(2, open(iters, false));
-            record(3, open(iters, true));
-        } else {
-            record(1, seal_raw(iters));
-            record(0, seal_session(iters));
-            record(3, open(iters, true));
-            record(2, open(iters, false));
-        }
-    }
+    let (best, iters) = interleaved(budget, &mut |which, n| match which {
+        0 => seal_session(n),
+        1 => seal_raw(n),
+        2 => open(n, false),
+        _ => open(n, true),
+    });
     let mb_s = |took: Duration| size as f64 * iters as f64 / took.as_secs_f64().max(1e-9) / 1e6;
     debug_assert_eq!(template.len(), NONCE_SIZE + MAC_SIZE + size);
     CryptoThroughput {
@@ -363,43 +331,12 @@ pub fn record_throughput(size: usize, budget: Duration) -> RecordThroughput {
         elapsed
     };
 
-    let warm_up = budget / 10;
-    let calibrate = |run: &mut dyn FnMut(u64) -> Duration| {
-        let mut iters = 1u64;
-        loop {
-            let took = run(iters);
-            if took >= warm_up / 4 || iters >= 1 << 30 {
-                return took.as_secs_f64() / iters as f64;
-            }
-            iters *= 2;
-        }
-    };
-    let per_message = [
-        calibrate(&mut seal_records),
-        calibrate(&mut seal_raw),
-        calibrate(&mut |n| open(n, false)),
-        calibrate(&mut |n| open(n, true)),
-    ]
-    .into_iter()
-    .fold(f64::MIN_POSITIVE, f64::max);
-    let slice = budget.saturating_sub(warm_up).as_secs_f64() / f64::from(ROUNDS * 4);
-    let iters = ((slice / per_message) as u64).max(1);
-
-    let mut best = [Duration::MAX; 4];
-    for round in 0..ROUNDS {
-        let mut record = |i: usize, took: Duration| best[i] = best[i].min(took);
-        if round % 2 == 0 {
-            record(0, seal_records(iters));
-            record(1, seal_raw(iters));
-            record(2, open(iters, false));
-            record(3, open(iters, true));
-        } else {
-            record(1, seal_raw(iters));
-            record(0, seal_records(iters));
-            record(3, open(iters, true));
-            record(2, open(iters, false));
-        }
-    }
+    let (best, iters) = interleaved(budget, &mut |which, n| match which {
+        0 => seal_records(n),
+        1 => seal_raw(n),
+        2 => open(n, false),
+        _ => open(n, true),
+    });
     let mb_s = |took: Duration| size as f64 * iters as f64 / took.as_secs_f64().max(1e-9) / 1e6;
     RecordThroughput {
         size,
@@ -420,4 +357,41 @@ fn header_len(hex: &[u8]) -> usize {
         };
         len * 16 + usize::from(value)
     })
+}
+
+/// Times four measurements (`run(which, iterations)` for `which` in 0..4:
+/// ours and raw sealing, ours and raw opening) within `budget`: a tenth
+/// to warm up and find the iterations per timing from the slowest of the
+/// four, then [`ROUNDS`] rounds in alternating order. Returns the best time
+/// of each and the iterations each time covers.
+fn interleaved(
+    budget: Duration,
+    run: &mut dyn FnMut(usize, u64) -> Duration,
+) -> ([Duration; 4], u64) {
+    let warm_up = budget / 10;
+    let mut calibrate = |which: usize| {
+        let mut iters = 1u64;
+        loop {
+            let took = run(which, iters);
+            if took >= warm_up / 4 || iters >= 1 << 30 {
+                return took.as_secs_f64() / iters as f64;
+            }
+            iters *= 2;
+        }
+    };
+    let per_item = (0..4).map(&mut calibrate).fold(f64::MIN_POSITIVE, f64::max);
+    let slice = budget.saturating_sub(warm_up).as_secs_f64() / f64::from(ROUNDS * 4);
+    let iters = ((slice / per_item) as u64).max(1);
+    let mut best = [Duration::MAX; 4];
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [1, 0, 3, 2]
+        };
+        for which in order {
+            best[which] = best[which].min(run(which, iters));
+        }
+    }
+    (best, iters)
 }
