@@ -346,3 +346,77 @@ async fn a_lone_surrogate_costs_the_call_not_the_connection() {
         br#"[{"id":3,"data":4}]"#
     );
 }
+
+/// Connections handed over through a channel: a listener that is not TCP.
+struct Handed(tokio::sync::mpsc::Receiver<DuplexStream>);
+
+impl mtgnet::Listener for Handed {
+    type Io = DuplexStream;
+
+    async fn accept(&mut self) -> std::io::Result<(DuplexStream, Option<std::net::SocketAddr>)> {
+        match self.0.recv().await {
+            Some(io) => Ok((io, None)),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_custom_listener_keeps_the_connection_limit_and_graceful_shutdown() {
+    let server = Server::new(
+        registry(),
+        ServerConfig::plain().limits(Limits::default().max_connections(1)),
+    )
+    .expect("valid limits");
+    let (hand, handed) = tokio::sync::mpsc::channel(4);
+    let shutdown = Shutdown::new();
+    let serving = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { server.serve(Handed(handed), shutdown).await }
+    });
+    let connect = || async {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        hand.send(server_io).await.expect("handed over");
+        let (client, driver) = mtgnet::Client::new(client_io, mtgnet::ClientConfig::plain())
+            .await
+            .expect("client");
+        tokio::spawn(driver);
+        client
+    };
+    let first = connect().await;
+    let second = connect().await;
+    let sum: i64 = bounded(first.call("Test", "add", (1, 2)))
+        .await
+        .expect("served");
+    assert_eq!(sum, 3);
+    // One connection at a time: the second waits while the first is open.
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        second.call::<_, i64>("Test", "add", (2, 2)),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the second connection was served beside the first"
+    );
+    first.close().await;
+    let sum: i64 = bounded(second.call("Test", "add", (2, 2)))
+        .await
+        .expect("served next");
+    assert_eq!(sum, 4);
+    // A call running at shutdown is answered; then serve returns.
+    let running = tokio::spawn({
+        let second = second.clone();
+        async move { second.call::<_, u64>("Test", "sleep", (200,)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.trigger();
+    assert_eq!(
+        bounded(running).await.expect("task").expect("answered"),
+        200
+    );
+    bounded(serving)
+        .await
+        .expect("task")
+        .expect("serve returns Ok");
+}
