@@ -122,6 +122,7 @@ mod session;
 mod sodium;
 pub mod v2;
 
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
 #[doc(hidden)]

@@ -137,6 +137,7 @@ pub struct Client {
     /// Turns `true` once the driver has finished and the socket is closed.
     finished: watch::Receiver<bool>,
     /// Bytes the socket has accepted so far (see [`Shared::queued`]).
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
     written: watch::Receiver<u64>,
 }
 
@@ -202,6 +203,7 @@ struct Sent {
     /// notifications only, which get no response.
     answer: Option<(RequestKey, oneshot::Receiver<Vec<CallResult>>)>,
     /// Where the request's frame ends in the byte stream.
+    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
     end: u64,
 }
 
@@ -401,6 +403,7 @@ impl Client {
     /// Sends a notification and returns once the socket has accepted all
     /// of its frame, so that it is not lost if the client (or its runtime)
     /// goes away right after.
+    #[cfg(feature = "blocking")]
     pub(crate) async fn notify_written<A: Serialize>(
         &self,
         service: &str,

@@ -60,6 +60,7 @@ pub mod blocking;
 mod budget;
 mod client;
 mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 mod error;
 mod handshake;
