@@ -89,7 +89,7 @@ const KEY: [u8; 32] = [0x42; 32];
 ///
 /// Panics if a frame fails to open (it cannot, barring a libsodium bug).
 pub fn crypto_throughput(size: usize, budget: Duration) -> CryptoThroughput {
-    let session = Session::from_key_bytes(&KEY, PublicKey::from_bytes(&[0; 32]));
+    let session = Session::with_key_bytes(&KEY, PublicKey::from_bytes(&[0; 32]));
     let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let sealed_len = Session::sealed_len(size);
     let mut out = vec![0u8; sealed_len];

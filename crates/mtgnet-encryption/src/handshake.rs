@@ -45,10 +45,21 @@ impl Handshake {
         Handshake::with_ephemeral(identity, authorized, EphemeralKeypair::generate())
     }
 
-    /// [`new`](Self::new) with a fixed ephemeral secret, for test vectors.
-    /// Never reuse an ephemeral secret across connections.
+    /// [`new`](Self::new) with a fixed ephemeral secret, for test vectors
+    /// (feature `test-hooks`). Never reuse an ephemeral secret across
+    /// connections.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn with_ephemeral_secret(
+        identity: &IdentitySecret,
+        authorized: AuthorizedKeys,
+        ephemeral_secret: &[u8; 32],
+    ) -> Handshake {
+        Handshake::with_fixed_ephemeral(identity, authorized, ephemeral_secret)
+    }
+
+    /// A handshake with a fixed ephemeral secret, for fuzzing.
+    pub(crate) fn with_fixed_ephemeral(
         identity: &IdentitySecret,
         authorized: AuthorizedKeys,
         ephemeral_secret: &[u8; 32],

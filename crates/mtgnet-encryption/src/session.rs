@@ -36,9 +36,15 @@ impl Session {
         Session { key, peer }
     }
 
-    /// A session with a fixed key, for test vectors and fuzzing.
+    /// A session with a fixed key, for test vectors (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn from_key_bytes(key: &[u8; 32], peer: PublicKey) -> Session {
+        Session::with_key_bytes(key, peer)
+    }
+
+    /// A session with a fixed key, for fuzzing and the benchmark harness.
+    pub(crate) fn with_key_bytes(key: &[u8; 32], peer: PublicKey) -> Session {
         Session::new(SessionKey::from_bytes(key), peer)
     }
 
@@ -75,8 +81,9 @@ impl Session {
         out
     }
 
-    /// Seals with a given nonce, for test vectors only: a repeated nonce
-    /// breaks the encryption.
+    /// Seals with a given nonce, for test vectors only (feature
+    /// `test-hooks`): a repeated nonce breaks the encryption.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn seal_with_nonce(&self, plaintext: &[u8], nonce: &[u8; NONCE_SIZE]) -> Vec<u8> {
         let mut out = vec![0u8; Session::sealed_len(plaintext.len())];

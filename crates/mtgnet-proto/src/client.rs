@@ -468,12 +468,14 @@ impl<W> ClientCore<W> {
     }
 
     /// Registers a request in flight with the given ids, as if it had been
-    /// sent; lets tests reproduce peers' ids (vectors). Not part of the API.
+    /// sent; lets tests reproduce peers' ids (vectors). Not part of the API
+    /// (feature `test-hooks`).
     ///
     /// # Errors
     ///
     /// [`RequestError::DuplicateId`] when an id is already in flight or
     /// given twice; [`RequestError::Full`] when its calls do not fit.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn insert_in_flight(
         &mut self,

@@ -432,20 +432,20 @@ impl fmt::Display for ByteDisplay {
 /// the two runs disagree or a decoded payload does not round-trip.
 ///
 /// The first byte chooses the split point and the maximum frame size (so
-/// that [`FrameError::TooLong`] is reachable with short inputs).
-#[doc(hidden)]
-pub fn fuzz_decode(data: &[u8]) {
+/// that [`FrameError::TooLong`] is reachable with short inputs). Reached
+/// through `mtgnet_proto::fuzzing::frame_decoder`.
+pub(crate) fn fuzz_decode(data: &[u8]) {
     let Some((&control, stream)) = data.split_first() else {
         return;
     };
     let max_frame = 1usize << (control % 24);
     let split = usize::from(control) * stream.len() / 256;
 
-    let whole = decode_chunks(max_frame, &[stream]);
+    let whole = feed_chunks(max_frame, &[stream]);
     let (head, tail) = stream.split_at(split);
-    let split_run = decode_chunks(max_frame, &[head, tail]);
+    let split_run = feed_chunks(max_frame, &[head, tail]);
     let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
-    let bytewise_run = decode_chunks(max_frame, &bytewise);
+    let bytewise_run = feed_chunks(max_frame, &bytewise);
     assert_eq!(whole, split_run, "split at {split} changed the result");
     assert_eq!(whole, bytewise_run, "one byte at a time changed the result");
 
@@ -464,9 +464,17 @@ pub fn fuzz_decode(data: &[u8]) {
 
 /// Feeds `chunks` one after the other, then signals end of input; returns
 /// the payloads decoded and the error that ended the stream, if any
-/// (`Truncated` included). For fuzzing and tests; not part of the API.
+/// (`Truncated` included). For fuzzing and tests; not part of the API
+/// (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub fn decode_chunks(max_frame: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<FrameError>) {
+    feed_chunks(max_frame, chunks)
+}
+
+/// Decodes `chunks` fed one after the other (what `decode_chunks` does),
+/// for the fuzz entry point.
+fn feed_chunks(max_frame: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<FrameError>) {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut buf = BytesMut::new();
     let mut payloads = Vec::new();

@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use mtgnet_proto::framing::{
     DEFAULT_MAX_FRAME, FrameDecoder, FrameError, HANDSHAKE_MAX_FRAME, decode_chunks, encode_frame,
-    encode_header, frame_len, fuzz_decode,
+    encode_header, frame_len,
 };
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -550,7 +550,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_decode_consistently_without_panic(data in prop::collection::vec(any::<u8>(), 0..64)) {
-        fuzz_decode(&data);
+        mtgnet_proto::fuzzing::frame_decoder(&data);
     }
 
     #[test]
