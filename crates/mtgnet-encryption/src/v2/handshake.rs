@@ -21,6 +21,7 @@ use snow::{Builder, HandshakeState};
 
 use crate::authorized::AuthorizedKeys;
 use crate::error::HandshakeError;
+use crate::keys::PublicKey;
 
 use super::identity::{NoiseIdentity, verify_peer};
 use super::resolver::SodiumResolver;
@@ -144,16 +145,7 @@ impl Initiator {
             return Err(HandshakeError::OnlyV1);
         }
         check_size(2, MESSAGE2_SIZE, response)?;
-        let mut payload = [0u8; IDENTITY_PAYLOAD_SIZE];
-        let len = self
-            .noise
-            .read_message(response, &mut payload)
-            .map_err(noise_error)?;
-        let peer = verify_peer(
-            &payload[..len],
-            self.noise.get_remote_static(),
-            &self.authorized,
-        )?;
+        let peer = read_peer(&mut self.noise, response, &self.authorized)?;
         let mut message3 = [0u8; MESSAGE3_SIZE];
         let len = self
             .noise
@@ -284,16 +276,7 @@ impl Responder {
     /// [`HandshakeError::NotAuthorized`] as for the initiator.
     pub fn finish(mut self, message3: &[u8]) -> Result<Session, HandshakeError> {
         check_size(3, MESSAGE3_SIZE, message3)?;
-        let mut payload = [0u8; IDENTITY_PAYLOAD_SIZE];
-        let len = self
-            .noise
-            .read_message(message3, &mut payload)
-            .map_err(noise_error)?;
-        let peer = verify_peer(
-            &payload[..len],
-            self.noise.get_remote_static(),
-            &self.authorized,
-        )?;
+        let peer = read_peer(&mut self.noise, message3, &self.authorized)?;
         Ok(Session::responder(self.noise, peer))
     }
 }
@@ -331,6 +314,21 @@ fn builder<'a>(
         Some(key) => builder.fixed_ephemeral_key_for_testing_only(key),
         None => builder,
     })
+}
+
+/// Reads a handshake message carrying the peer's identity payload (message
+/// 2 for the initiator, 3 for the responder) and checks the identity's
+/// signature over the static key Noise authenticated, then `authorized`.
+fn read_peer(
+    noise: &mut HandshakeState,
+    message: &[u8],
+    authorized: &AuthorizedKeys,
+) -> Result<PublicKey, HandshakeError> {
+    let mut payload = [0u8; IDENTITY_PAYLOAD_SIZE];
+    let len = noise
+        .read_message(message, &mut payload)
+        .map_err(noise_error)?;
+    verify_peer(&payload[..len], noise.get_remote_static(), authorized)
 }
 
 fn check_size(message: u8, expected: usize, bytes: &[u8]) -> Result<(), HandshakeError> {
