@@ -802,6 +802,40 @@ fn replay_the_bump() -> impl FnMut(&Seen<'_>) -> Vec<Act> + Send + 'static {
     }
 }
 
+/// With a long call in flight, calls `Count.bump` (answered, it runs once),
+/// then expects the attacked record that follows it to fail on the server
+/// (`Decrypt`), and the call in flight to fail promptly as `Truncated`:
+/// the server closed without a close record. Nothing runs twice.
+async fn bump_then_server_rejects_and_cuts_the_call_in_flight(
+    server: &mut ObservedServer,
+    relay: &Relay,
+    client: &Client,
+) {
+    let slow = long_call_in_flight(relay, client, 2, LONG_SLEEP_MS).await;
+    let start = Instant::now();
+    let n: usize = bounded(client.call("Count", "bump", ()))
+        .await
+        .expect("the bump itself is answered");
+    assert_eq!(n, 1);
+    // The attacked record arrives: the server's verdict is the record's.
+    let outcome = server.next_outcome().await;
+    assert!(
+        matches!(outcome, Err(Error::Record(RecordError::Decrypt))),
+        "{outcome:?}"
+    );
+    // It closed without a close record: the client's call in flight fails
+    // at once, and the client knows the stream was cut.
+    let (outcome, ended) = bounded(slow).await.expect("task");
+    let err = connection_error("the call in flight", outcome);
+    assert!(matches!(*err, Error::Truncated), "{err}");
+    assert!(
+        ended - start < PROMPT,
+        "failed {:?} after the attack",
+        ended - start
+    );
+    assert_eq!(server.bumped(), 1, "the attacked call did not run again");
+}
+
 /// Starts a long call (the client's record 0) and waits until the relay
 /// has seen it, so that the next call is the client's record 1.
 async fn long_call_in_flight(
@@ -824,29 +858,7 @@ async fn v2_replayed_record_closes_the_server_promptly_and_runs_nothing_twice() 
     let mut server = ObservedServer::any().await;
     let relay = Relay::new(server.addr, replay_the_bump()).await;
     let client = connect(relay.addr, server.client_config()).await;
-    let slow = long_call_in_flight(&relay, &client, 2, LONG_SLEEP_MS).await;
-    let start = Instant::now();
-    let n: usize = bounded(client.call("Count", "bump", ()))
-        .await
-        .expect("the bump itself is answered");
-    assert_eq!(n, 1);
-    // The replay arrives: the server's verdict is the record's.
-    let outcome = server.next_outcome().await;
-    assert!(
-        matches!(outcome, Err(Error::Record(RecordError::Decrypt))),
-        "{outcome:?}"
-    );
-    // It closed without a close record: the client's call in flight fails
-    // at once, and the client knows the stream was cut.
-    let (outcome, ended) = bounded(slow).await.expect("task");
-    let err = connection_error("the call in flight", outcome);
-    assert!(matches!(*err, Error::Truncated), "{err}");
-    assert!(
-        ended - start < PROMPT,
-        "failed {:?} after the attack",
-        ended - start
-    );
-    assert_eq!(server.bumped(), 1, "the replayed call did not run again");
+    bump_then_server_rejects_and_cuts_the_call_in_flight(&mut server, &relay, &client).await;
     let log = relay.ended(0).await;
     let (to_server, to_client) = records(&log);
     assert_eq!(
@@ -997,26 +1009,7 @@ async fn v2_server_record_reflected_to_the_server_closes_it_promptly() {
     })
     .await;
     let client = connect(relay.addr, server.client_config()).await;
-    let slow = long_call_in_flight(&relay, &client, 2, LONG_SLEEP_MS).await;
-    let start = Instant::now();
-    let n: usize = bounded(client.call("Count", "bump", ()))
-        .await
-        .expect("the bump is answered");
-    assert_eq!(n, 1);
-    let outcome = server.next_outcome().await;
-    assert!(
-        matches!(outcome, Err(Error::Record(RecordError::Decrypt))),
-        "{outcome:?}"
-    );
-    let (outcome, ended) = bounded(slow).await.expect("task");
-    let err = connection_error("the call in flight", outcome);
-    assert!(matches!(*err, Error::Truncated), "{err}");
-    assert!(
-        ended - start < PROMPT,
-        "failed {:?} after the attack",
-        ended - start
-    );
-    assert_eq!(server.bumped(), 1);
+    bump_then_server_rejects_and_cuts_the_call_in_flight(&mut server, &relay, &client).await;
     let log = relay.ended(0).await;
     assert_eq!(
         records(&log).1.len(),
