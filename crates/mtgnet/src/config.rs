@@ -522,3 +522,44 @@ impl ServerConfig {
         &self.limits
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_that_cannot_work_are_refused_by_name() {
+        assert!(Limits::default().validate().is_ok());
+        let too_many = u32::MAX as usize + 1;
+        for (limits, setting) in [
+            (Limits::default().max_frame(0), "max_frame"),
+            (Limits::default().max_connections(0), "max_connections"),
+            (
+                Limits::default().max_connections(too_many),
+                "max_connections",
+            ),
+            (Limits::default().max_in_flight(too_many), "max_in_flight"),
+            (
+                Limits::default().max_connection_bytes(0),
+                "max_connection_bytes",
+            ),
+            (Limits::default().max_batch(0), "max_batch"),
+            (
+                Limits::default().idle_timeout(Duration::ZERO),
+                "idle_timeout",
+            ),
+            (Limits::default().write_stall(Duration::ZERO), "write_stall"),
+        ] {
+            match limits.validate() {
+                Err(ConfigError::OutOfRange { setting: named, .. }) => assert_eq!(named, setting),
+                other => panic!("{setting}: expected a refusal, got {other:?}"),
+            }
+        }
+        // The edges that do work.
+        let edges = Limits::default()
+            .max_in_flight(u32::MAX as usize)
+            .max_connection_bytes(1)
+            .shutdown_grace(Duration::ZERO);
+        assert!(edges.validate().is_ok());
+    }
+}
