@@ -38,12 +38,15 @@ impl TryFrom<CallArgs> for CallSettings {
             ClientConfig::plain()
         } else {
             let (identity, _) = keys::load_identity(args.secret_file.as_deref())?;
-            let mut encryption = Encryption::new(identity)
+            let encryption = Encryption::new(identity)
                 .handshake_timeout(args.timeout)
                 .version(args.encryption.version());
-            if !args.server_key.is_empty() {
-                encryption = encryption.authorized(AuthorizedKeys::only(args.server_key));
-            }
+            let encryption = if args.server_key.is_empty() {
+                // The deployed default; `run` says so on stderr.
+                encryption.dangerous_accept_any_key()
+            } else {
+                encryption.authorized(AuthorizedKeys::only(args.server_key))
+            };
             ClientConfig::encrypted(encryption)
         };
         config = config.call_timeout(args.timeout);
@@ -101,6 +104,11 @@ fn compact(json: &str) -> String {
     out
 }
 
+/// The one line `call` prints on stderr when no `--server-key` pins the
+/// server: the call still runs (the deployed peers' default).
+pub(crate) const UNPINNED: &str = "warning: the server's key is not pinned (no --server-key): \
+     whoever answers at this address is trusted, so anyone on the path can pose as the server";
+
 /// What a v2 client says of a server that speaks only encryption v1.
 pub(crate) const ONLY_V1: &str =
     "the server speaks only encryption v1; `--encryption v1` accepts its weaker protection";
@@ -115,6 +123,13 @@ pub(crate) const ONLY_V1: &str =
 pub(crate) fn run(args: CallArgs) -> anyhow::Result<()> {
     let settings = CallSettings::try_from(args)?;
     crate::init_tracing("warn");
+    if settings
+        .config
+        .encryption()
+        .is_some_and(|encryption| encryption.authorized_keys().is_any())
+    {
+        eprintln!("{UNPINNED}");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -38,8 +38,9 @@ pub(crate) type HandlerFn =
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peer {
-    /// The peer's Ed25519 identity public key, on an encrypted connection.
-    pub identity: Option<[u8; 32]>,
+    /// The peer's Ed25519 identity public key, on an encrypted connection:
+    /// the key the handshake proved, compared in constant time.
+    pub identity: Option<mtgnet_encryption::PublicKey>,
     /// The peer's network address, when the transport has one.
     pub address: Option<std::net::SocketAddr>,
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mtgnet::{
-    Client, ClientConfig, Encryption, IdentitySecret, RawJson, Registry, Server, ServerConfig,
+    AuthorizedKeys, Client, ClientConfig, Encryption, IdentitySecret, RawJson, Registry, Server,
+    ServerConfig,
 };
 use tokio::runtime::Runtime;
 
@@ -16,10 +17,16 @@ fn connect(rt: &Runtime, encrypted: bool) -> Client {
     rt.block_on(async {
         let registry = Registry::new().with(mtgnet::demo::test_service());
         let (server_config, client_config) = if encrypted {
-            (
-                ServerConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))),
-                ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))),
-            )
+            {
+                let server = Encryption::new(Arc::new(IdentitySecret::generate()));
+                let pin = AuthorizedKeys::only([server.public_key()]);
+                (
+                    ServerConfig::encrypted(server),
+                    ClientConfig::encrypted(
+                        Encryption::new(Arc::new(IdentitySecret::generate())).authorized(pin),
+                    ),
+                )
+            }
         } else {
             (ServerConfig::plain(), ClientConfig::plain())
         };

@@ -23,7 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .authorized(AuthorizedKeys::only([key])),
             )
         }
-        None => ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))),
+        None => ClientConfig::encrypted(
+            Encryption::new(Arc::new(IdentitySecret::generate())).dangerous_accept_any_key(),
+        ),
     };
     let connections: usize = args.next().map_or(Ok(1000), |s| s.parse())?;
     let seconds: u64 = args.next().map_or(Ok(5), |s| s.parse())?;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mtgnet::{
-    Client, ClientConfig, Encryption, IdentitySecret, RawJson, Registry, Server, ServerConfig,
+    AuthorizedKeys, Client, ClientConfig, Encryption, IdentitySecret, RawJson, Registry, Server,
+    ServerConfig,
 };
 
 #[tokio::main]
@@ -18,10 +19,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: f64 = args.next().map_or(Ok(3.0), |s| s.parse())?;
 
     let (server_config, client_config) = if encrypted {
-        (
-            ServerConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))),
-            ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))),
-        )
+        {
+            let server = Encryption::new(Arc::new(IdentitySecret::generate()));
+            let pin = AuthorizedKeys::only([server.public_key()]);
+            (
+                ServerConfig::encrypted(server),
+                ClientConfig::encrypted(
+                    Encryption::new(Arc::new(IdentitySecret::generate())).authorized(pin),
+                ),
+            )
+        }
     } else {
         (ServerConfig::plain(), ClientConfig::plain())
     };

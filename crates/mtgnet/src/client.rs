@@ -217,7 +217,7 @@ impl Client {
     /// connecting); connecting fails, or the handshake does (size, timeout,
     /// closed, invalid signature, server not authorized).
     pub async fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client, Error> {
-        config.in_flight_cap()?;
+        config.check()?;
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (client, driver) = Client::new(stream, config).await?;
@@ -234,7 +234,7 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let max_in_flight = config.in_flight_cap()?;
+        let max_in_flight = config.check()?;
         let mut buf = BytesMut::new();
         let channel = match config.encryption() {
             Some(encryption) => handshake::client(&mut io, &mut buf, encryption).await?,

@@ -76,18 +76,30 @@ pub struct Encryption {
     /// The v2 static key, signed by `identity`: made once, on first use.
     noise: Arc<std::sync::OnceLock<NoiseIdentity>>,
     authorized: AuthorizedKeys,
+    /// Set by [`Encryption::dangerous_accept_any_key`]: a client may then
+    /// talk to a server whose key it does not know.
+    any_key_chosen: bool,
     handshake_timeout: Duration,
     versions: Versions,
 }
 
 impl Encryption {
-    /// Encrypts with `identity`, accepting any peer key, with the default
-    /// handshake timeout; v2 for a client, both versions for a server.
+    /// Encrypts with `identity`, with the default handshake timeout; v2 for
+    /// a client, both versions for a server.
+    ///
+    /// A server accepts any client key until given
+    /// [`authorized`](Encryption::authorized) keys. A client must say whom
+    /// it talks to: pin the server's key with
+    /// [`authorized`](Encryption::authorized), or choose
+    /// [`dangerous_accept_any_key`](Encryption::dangerous_accept_any_key);
+    /// otherwise [`Client::new`](crate::Client::new) refuses the settings
+    /// with [`ConfigError::Unpinned`](crate::ConfigError::Unpinned).
     pub fn new(identity: Arc<IdentitySecret>) -> Encryption {
         Encryption {
             identity,
             noise: Arc::default(),
             authorized: AuthorizedKeys::any(),
+            any_key_chosen: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             versions: Versions::Any,
         }
@@ -114,6 +126,28 @@ impl Encryption {
     #[must_use]
     pub fn authorized(mut self, authorized: AuthorizedKeys) -> Encryption {
         self.authorized = authorized;
+        self.any_key_chosen = false;
+        self
+    }
+
+    /// Lets a client talk to a server whatever its key: the handshake still
+    /// proves the server holds the secret of the key it shows, but nothing
+    /// proves that key is the server's, so anyone on the path can stand in
+    /// for it (and read and change every call). The deployed peers work
+    /// this way; pin the key with [`authorized`](Encryption::authorized)
+    /// wherever it is known.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mtgnet::{Encryption, IdentitySecret};
+    ///
+    /// let risky = Encryption::new(Arc::new(IdentitySecret::generate())).dangerous_accept_any_key();
+    /// assert!(risky.authorized_keys().is_any());
+    /// ```
+    #[must_use]
+    pub fn dangerous_accept_any_key(mut self) -> Encryption {
+        self.authorized = AuthorizedKeys::any();
+        self.any_key_chosen = true;
         self
     }
 
@@ -158,6 +192,15 @@ impl Encryption {
             Versions::Only(only) => only == version,
             Versions::Any => true,
         }
+    }
+
+    /// Refuses client settings that accept any server key without having
+    /// said so.
+    pub(crate) fn check_pinned(&self) -> Result<(), ConfigError> {
+        if self.authorized.is_any() && !self.any_key_chosen {
+            return Err(ConfigError::Unpinned);
+        }
+        Ok(())
     }
 
     /// The v2 static key and its signature, made on first use.
@@ -283,7 +326,16 @@ impl ClientConfig {
 
     /// The cap on calls in flight, checked: at least 1, and no more than a
     /// semaphore can count (so that nothing panics later).
-    pub(crate) fn in_flight_cap(&self) -> Result<NonZeroUsize, ConfigError> {
+    /// The settings, checked before any byte is sent: a pinned server key
+    /// (or the explicit choice of any), and the cap on calls in flight.
+    pub(crate) fn check(&self) -> Result<NonZeroUsize, ConfigError> {
+        if let Some(encryption) = &self.encryption {
+            encryption.check_pinned()?;
+        }
+        self.in_flight_cap()
+    }
+
+    fn in_flight_cap(&self) -> Result<NonZeroUsize, ConfigError> {
         let most = usize::try_from(u32::MAX)
             .unwrap_or(usize::MAX)
             .min(tokio::sync::Semaphore::MAX_PERMITS);

@@ -135,6 +135,13 @@ pub enum ConfigError {
         /// What it must be.
         expected: String,
     },
+    /// An encrypted client would accept any server key, and nobody chose
+    /// that: see [`Encryption::dangerous_accept_any_key`](crate::Encryption::dangerous_accept_any_key).
+    #[error(
+        "the server's key is not pinned: give the client the server's key (`Encryption::authorized`), \
+         or choose `Encryption::dangerous_accept_any_key`"
+    )]
+    Unpinned,
 }
 
 /// The ways a handshake can fail before any signature is checked.
@@ -152,7 +159,7 @@ pub enum ConfigError {
 /// let (client_io, mut server_io) = tokio::io::duplex(64 * 1024);
 /// server_io.write_all(b"5:hello\n").await.unwrap();
 /// let identity = Arc::new(IdentitySecret::generate());
-/// let config = ClientConfig::encrypted(Encryption::new(identity).version(EncryptionVersion::V1));
+/// let config = ClientConfig::encrypted(Encryption::new(identity).dangerous_accept_any_key().version(EncryptionVersion::V1));
 /// let err = Client::new(client_io, config).await.unwrap_err();
 /// assert!(matches!(err, Error::Handshake(HandshakeFailure::Size { len: 5 })));
 /// # }

@@ -27,24 +27,27 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use mtgnet::{Client, ClientConfig, Encryption, IdentitySecret, Registry, Server, ServerConfig, Service};
+//! use mtgnet::{AuthorizedKeys, Client, ClientConfig, Encryption, IdentitySecret, Registry, Server, ServerConfig, Service};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = Registry::new().with(
 //!     Service::new("Test").method("add", "Adds two integers.", |(a, b): (i64, i64)| async move { Ok(a + b) }),
 //! );
-//! let server = Server::new(registry, ServerConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))))?;
+//! let server_identity = Encryption::new(Arc::new(IdentitySecret::generate()));
+//! let server_key = server_identity.public_key();
+//! let server = Server::new(registry, ServerConfig::encrypted(server_identity))?;
 //! let (client_io, server_io) = tokio::io::duplex(64 * 1024);
 //! let shutdown = mtgnet::Shutdown::new();
 //! tokio::spawn(async move { server.serve_connection(server_io, None, shutdown).await });
 //!
 //! let identity = Arc::new(IdentitySecret::generate());
-//! let (client, driver) = Client::new(client_io, ClientConfig::encrypted(Encryption::new(identity))).await?;
+//! let pinned = Encryption::new(identity).authorized(AuthorizedKeys::only([server_key]));
+//! let (client, driver) = Client::new(client_io, ClientConfig::encrypted(pinned)).await?;
 //! tokio::spawn(driver);
 //! let sum: i64 = client.call("Test", "add", (2, 3)).await?;
 //! assert_eq!(sum, 5);
-//! assert!(client.peer_identity().is_some());
+//! assert_eq!(client.peer_identity(), Some(&server_key));
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

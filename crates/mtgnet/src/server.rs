@@ -214,7 +214,7 @@ impl Server {
             None => Channel::Plain,
         };
         let peer = Arc::new(Peer {
-            identity: channel.peer_identity().map(|key| *key.as_bytes()),
+            identity: channel.peer_identity(),
             address,
         });
         let (opening, framer) = transport::split(channel);

@@ -7,7 +7,15 @@ use crate::util::{Server, keygen_into, run};
 #[test]
 fn echo_of_text_that_is_not_json_sends_a_string() {
     let server = Server::encrypted();
-    let out = run(&["call", &server.addr, "Test", "echo", "hello"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "Test",
+        "echo",
+        "hello",
+    ]);
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (Some(0), "\"hello\"\n", "")
@@ -34,9 +42,27 @@ fn echo_of_json_prints_it_compactly() {
 #[test]
 fn add_of_integers_including_negative_ones() {
     let server = Server::encrypted();
-    let out = run(&["call", &server.addr, "Test", "add", "1", "2"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "Test",
+        "add",
+        "1",
+        "2",
+    ]);
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "3\n"));
-    let out = run(&["call", &server.addr, "Test", "add", "-5", "3"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "Test",
+        "add",
+        "-5",
+        "3",
+    ]);
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (Some(0), "-2\n", "")
@@ -58,6 +84,8 @@ fn add_of_big_integers_is_exact() {
     let server = Server::encrypted();
     let out = run(&[
         "call",
+        "--server-key",
+        server.key(),
         &server.addr,
         "Test",
         "add",
@@ -73,7 +101,14 @@ fn add_of_big_integers_is_exact() {
 #[test]
 fn fail_exits_1_with_the_remote_condition() {
     let server = Server::encrypted();
-    let out = run(&["call", &server.addr, "Test", "fail"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "Test",
+        "fail",
+    ]);
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (Some(1), "", "error 42: boom\n")
@@ -83,7 +118,15 @@ fn fail_exits_1_with_the_remote_condition() {
 #[test]
 fn warn_prints_the_value_and_the_warning() {
     let server = Server::encrypted();
-    let out = run(&["call", &server.addr, "Test", "warn", "x"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "Test",
+        "warn",
+        "x",
+    ]);
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (Some(0), "\"x\"\n", "warning 7: careful\n")
@@ -93,7 +136,14 @@ fn warn_prints_the_value_and_the_warning() {
 #[test]
 fn system_rpc_version_is_1_0_draft_1() {
     let server = Server::encrypted();
-    let out = run(&["call", &server.addr, "System", "rpcVersion"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "System",
+        "rpcVersion",
+    ]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let version: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(
@@ -116,7 +166,14 @@ fn system_services_lists_test() {
 #[test]
 fn unknown_service_exits_1_with_unknown_service() {
     let server = Server::encrypted();
-    let out = run(&["call", &server.addr, "Nope", "x"]);
+    let out = run(&[
+        "call",
+        "--server-key",
+        server.key(),
+        &server.addr,
+        "Nope",
+        "x",
+    ]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert_eq!(out.stdout, "");
     assert!(out.stderr.starts_with("error unknown-service: "), "{out:?}");
@@ -176,6 +233,8 @@ fn server_accepts_an_authorized_client_key() {
         "call",
         "--secret-file",
         &secret,
+        "--server-key",
+        server.key(),
         &server.addr,
         "Test",
         "echo",
@@ -196,6 +255,8 @@ fn server_rejects_a_client_key_it_does_not_authorize() {
     let server = Server::start(&["--authorized-keys", keys.to_str().expect("UTF-8")]);
     let out = run(&[
         "call",
+        "--server-key",
+        server.key(),
         &server.addr,
         "Test",
         "echo",
@@ -236,12 +297,51 @@ fn encrypted_client_to_plain_server_exits_2() {
     let server = Server::plain();
     let out = run(&["call", "--timeout", "3", &server.addr, "Test", "echo", "x"]);
     assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
-    assert!(
-        out.stderr.contains("--plain"),
-        "names the likely cause: {out:?}"
-    );
+    let error = after_unpinned_warning(&out);
+    assert!(error.starts_with("error: "), "{out:?}");
+    assert!(error.contains("--plain"), "names the likely cause: {out:?}");
     assert!(out.elapsed < Duration::from_secs(5), "{out:?}");
+}
+
+/// The exact line `mtgnet call` prints when no `--server-key` pins the server.
+const UNPINNED: &str = "warning: the server's key is not pinned (no --server-key): \
+     whoever answers at this address is trusted, so anyone on the path can pose as the server";
+
+/// Asserts that stderr starts with the one unpinned warning line, and
+/// returns what follows it.
+fn after_unpinned_warning(out: &crate::util::Output) -> &str {
+    let rest = out
+        .stderr
+        .strip_prefix(UNPINNED)
+        .and_then(|rest| rest.strip_prefix('\n'));
+    rest.unwrap_or_else(|| panic!("stderr starts with the unpinned warning: {out:?}"))
+}
+
+#[test]
+fn unpinned_call_warns_once_and_still_runs() {
+    let server = Server::encrypted();
+    let out = run(&["call", &server.addr, "Test", "echo", "hello"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "\"hello\"\n", format!("{UNPINNED}\n").as_str())
+    );
+    // A pinned call, and a plain one, say nothing.
+    let plain = Server::plain();
+    for args in [
+        vec![
+            "call",
+            "--server-key",
+            server.key(),
+            &server.addr,
+            "Test",
+            "echo",
+            "x",
+        ],
+        vec!["call", "--plain", &plain.addr, "Test", "echo", "x"],
+    ] {
+        let out = run(&args);
+        assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""), "{out:?}");
+    }
 }
 
 #[test]
@@ -255,8 +355,7 @@ fn connection_refused_exits_2() {
     let out = run(&["call", &addr, "Test", "echo", "x"]);
     assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
     assert!(
-        out.stderr
-            .starts_with(&format!("error: cannot connect to {addr}")),
+        after_unpinned_warning(&out).starts_with(&format!("error: cannot connect to {addr}")),
         "{out:?}"
     );
 }
@@ -269,7 +368,10 @@ fn server_that_never_answers_times_out_with_exit_2() {
     let out = run(&["call", "--timeout", "0.5", &addr, "Test", "echo", "x"]);
     drop(listener);
     assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    assert!(
+        after_unpinned_warning(&out).starts_with("error: "),
+        "{out:?}"
+    );
     assert!(out.elapsed < Duration::from_secs(3), "{out:?}");
 }
 
@@ -314,7 +416,8 @@ fn client_identity_from_the_environment_is_used() {
     let secret = std::fs::read_to_string(secret).expect("read secret");
     let out = crate::util::run_with(
         crate::util::mtgnet()
-            .args(["call", &server.addr, "Test", "echo", "env"])
+            .args(["call", "--server-key", server.key(), &server.addr])
+            .args(["Test", "echo", "env"])
             .env("MTGNET_SECRET", secret.trim_end()),
         None,
     );

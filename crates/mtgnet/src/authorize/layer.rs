@@ -30,7 +30,8 @@ use super::Authorized;
 /// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
 /// tokio::spawn(async move { server.serve_connection(server_io, None, mtgnet::Shutdown::new()).await });
 ///
-/// let (client, driver) = Client::new(client_io, ClientConfig::encrypted(Encryption::new(alice))).await?;
+/// let config = ClientConfig::encrypted(Encryption::new(alice).dangerous_accept_any_key());
+/// let (client, driver) = Client::new(client_io, config).await?;
 /// tokio::spawn(driver);
 /// assert_eq!(client.call::<_, i64>("Test", "add", (2, 3)).await?, 5);
 /// let refused = client.call::<_, ()>("Test", "fail", ()).await.unwrap_err();

@@ -16,7 +16,6 @@ mod layer;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use mtgnet_encryption::PublicKey;
 use mtgnet_proto::dispatch::CallRequest;
 use mtgnet_proto::{Condition, codes};
 use tower_service::Service;
@@ -72,10 +71,10 @@ where
     }
 
     fn call(&mut self, request: CallRequest) -> Self::Future {
-        let identity = request.peer().identity.map(|k| PublicKey::from_bytes(&k));
+        let identity = request.peer().identity.as_ref();
         if self
             .rules
-            .admits(request.service(), request.method(), identity.as_ref())
+            .admits(request.service(), request.method(), identity)
         {
             return ResponseFuture::run(self.inner.call(request));
         }

@@ -15,7 +15,6 @@ mod layer;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use mtgnet_encryption::PublicKey;
 use mtgnet_proto::dispatch::CallRequest;
 use tower_service::Service;
 use tracing::{Level, Span, field};
@@ -107,7 +106,7 @@ fn call_span(level: Level, request: &CallRequest) -> Span {
         }
         let peer = request.peer();
         match (peer.identity, peer.address) {
-            (Some(key), _) => span.record("peer", field::display(PublicKey::from_bytes(&key))),
+            (Some(key), _) => span.record("peer", field::display(key)),
             (None, Some(address)) => span.record("peer", field::display(address)),
             (None, None) => span.record("peer", "unknown"),
         };

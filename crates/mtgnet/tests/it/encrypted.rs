@@ -59,7 +59,8 @@ async fn encrypted_pipeline_completes_out_of_order() {
 async fn both_sides_learn_the_peer_identity() {
     let server = TestServer::encrypted().await;
     let identity = Arc::new(IdentitySecret::generate());
-    let config = ClientConfig::encrypted(Encryption::new(Arc::clone(&identity)));
+    let config =
+        ClientConfig::encrypted(Encryption::new(Arc::clone(&identity)).dangerous_accept_any_key());
     let client = bounded(Client::connect(server.addr, config))
         .await
         .expect("connect");
@@ -90,7 +91,8 @@ async fn server_admits_only_authorized_clients() {
         Limits::default(),
     )
     .await;
-    let ok = ClientConfig::encrypted(Encryption::new(Arc::clone(&allowed)));
+    let ok =
+        ClientConfig::encrypted(Encryption::new(Arc::clone(&allowed)).dangerous_accept_any_key());
     let client = bounded(Client::connect(server.addr, ok))
         .await
         .expect("authorized client connects");
@@ -101,7 +103,9 @@ async fn server_admits_only_authorized_clients() {
 
     // The rejected client completes its own side of the handshake (the
     // server's frame is valid), then sees the connection close.
-    let stranger = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    let stranger = ClientConfig::encrypted(
+        Encryption::new(Arc::new(IdentitySecret::generate())).dangerous_accept_any_key(),
+    );
     let outcome = match bounded(Client::connect(server.addr, stranger)).await {
         Err(e) => Err(CallError::Connection(Arc::new(e))),
         Ok(client) => bounded(client.call::<_, i64>("Test", "add", (1, 2))).await,
@@ -111,7 +115,7 @@ async fn server_admits_only_authorized_clients() {
     // ... and the server keeps serving others.
     let again = bounded(Client::connect(
         server.addr,
-        ClientConfig::encrypted(Encryption::new(allowed)),
+        ClientConfig::encrypted(Encryption::new(allowed).dangerous_accept_any_key()),
     ))
     .await;
     assert!(again.is_ok());
@@ -150,7 +154,9 @@ async fn plain_client_against_encrypted_server_fails_fast() {
 #[tokio::test]
 async fn encrypted_client_against_plain_server_fails_fast() {
     let server = TestServer::plain().await;
-    let config = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    let config = ClientConfig::encrypted(
+        Encryption::new(Arc::new(IdentitySecret::generate())).dangerous_accept_any_key(),
+    );
     let err = bounded(Client::connect(server.addr, config))
         .await
         .expect_err("no handshake");
@@ -172,6 +178,7 @@ async fn handshake_times_out_against_a_silent_server() {
     });
     let config = ClientConfig::encrypted(
         Encryption::new(Arc::new(IdentitySecret::generate()))
+            .dangerous_accept_any_key()
             .handshake_timeout(Duration::from_millis(300)),
     );
     let start = Instant::now();
@@ -286,7 +293,9 @@ async fn client_error_against(reply: Vec<u8>) -> Arc<Error> {
 async fn client_error_with(reply: Vec<u8>, version: EncryptionVersion) -> Arc<Error> {
     let addr = scripted_server(reply, Duration::from_secs(5)).await;
     let config = ClientConfig::encrypted(
-        Encryption::new(Arc::new(IdentitySecret::generate())).version(version),
+        Encryption::new(Arc::new(IdentitySecret::generate()))
+            .dangerous_accept_any_key()
+            .version(version),
     );
     match bounded(Client::connect(addr, config)).await {
         Err(e) => Arc::new(e),
@@ -350,4 +359,49 @@ async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
     garbage_after.extend(frame(&[9; 60]));
     let err = client_error_against(garbage_after).await;
     assert!(matches!(*err, Error::Decrypt(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_that_pins_no_key_and_chose_no_risk_is_refused_before_any_byte() {
+    let (client_io, mut server_io) = tokio::io::duplex(64 * 1024);
+    let unpinned = ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate())));
+    let err = bounded(Client::new(client_io, unpinned))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::Config(mtgnet::ConfigError::Unpinned)),
+        "{err}"
+    );
+    // The stream was dropped without a byte: the other end reads EOF.
+    let mut sent = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut server_io, &mut sent)
+        .await
+        .expect("read");
+    assert_eq!(sent, b"");
+
+    // Also through `connect`, before connecting (nothing listens on port 9).
+    let err = bounded(Client::connect(
+        "127.0.0.1:9",
+        ClientConfig::encrypted(Encryption::new(Arc::new(IdentitySecret::generate()))),
+    ))
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(err, Error::Config(mtgnet::ConfigError::Unpinned)),
+        "{err}"
+    );
+    // `authorized` after the risky choice takes it back.
+    let server = TestServer::encrypted().await;
+    let retracted = Encryption::new(Arc::new(IdentitySecret::generate()))
+        .dangerous_accept_any_key()
+        .authorized(AuthorizedKeys::only([
+            IdentitySecret::generate().public_key()
+        ]));
+    let err = bounded(Client::connect(
+        server.addr,
+        ClientConfig::encrypted(retracted),
+    ))
+    .await
+    .expect_err("pinned to another key");
+    assert!(matches!(err, Error::NotAuthorized(_)), "{err}");
 }

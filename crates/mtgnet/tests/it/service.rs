@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use mtgnet::{
     AuthorizedKeys, Batch, CallError, Client, ClientConfig, Condition, Context, Encryption,
-    IdentitySecret, PublicKey, Registry, ServerConfig,
+    IdentitySecret, Registry, ServerConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -45,11 +45,7 @@ impl Math for Calc {
     }
 
     async fn who_am_i(&self, ctx: &Context) -> Result<Option<String>, Condition> {
-        Ok(ctx
-            .peer()
-            .identity
-            .as_ref()
-            .map(|k| PublicKey::from_bytes(k).to_base64()))
+        Ok(ctx.peer().identity.as_ref().map(|k| k.to_base64()))
     }
 
     async fn divide(&self, a: i64, b: i64) -> Result<i64, MathError> {

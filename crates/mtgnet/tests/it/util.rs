@@ -141,10 +141,7 @@ pub(crate) fn registry() -> Registry {
                 "identity",
                 "The caller's identity key, base64, or null on a plain connection.",
                 |ctx: mtgnet::Context, (): ()| async move {
-                    Ok(ctx
-                        .peer()
-                        .identity
-                        .map(|key| mtgnet::PublicKey::from_bytes(&key).to_base64()))
+                    Ok(ctx.peer().identity.map(|key| key.to_base64()))
                 },
             )
             .method_with_context(
