@@ -31,6 +31,10 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Measures calls/s, latency, handshakes/s, or the crypto throughput.
     Bench(BenchArgs),
+    /// The raw TCP echo server `bench --baseline` measures against (started
+    /// by `bench` itself; not for direct use).
+    #[command(hide = true)]
+    BaselineServer(BaselineServerArgs),
 }
 
 /// `mtgnet serve`.
@@ -213,9 +217,22 @@ pub(crate) struct BenchArgs {
         "payload", "timeout", "handshakes",
     ])]
     pub(crate) crypto: bool,
+    /// Also measures a raw TCP echo of the same frames (no JSON, no
+    /// dispatch, no crypto) with the same connections and calls in flight,
+    /// in the same run, and prints the ratio: the ceiling of this machine.
+    #[arg(long, conflicts_with_all = ["crypto", "handshakes"])]
+    pub(crate) baseline: bool,
     /// Prints the result as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `mtgnet baseline-server` (hidden).
+#[derive(Debug, Args)]
+pub(crate) struct BaselineServerArgs {
+    /// Largest frame echoed.
+    #[arg(long, value_name = "BYTES", default_value_t = 16_777_216)]
+    pub(crate) max_frame: usize,
 }
 
 /// `--encryption` of `serve`.

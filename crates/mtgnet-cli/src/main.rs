@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::Pubkey(args) => keys::pubkey(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(args),
+        Command::BaselineServer(args) => bench::baseline::run_server(args.max_frame),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,11 +37,49 @@ pub(super) async fn load(settings: &LoadSettings) -> anyhow::Result<(LoadReport,
         server.stop().await?;
     }
     let (mut report, first_error) = outcome?;
+    if settings.baseline {
+        let found = baseline(settings).await?;
+        report.baseline_per_sec = Some(round(found.per_sec, 1));
+        report.baseline_ratio = Some(round(report.per_sec / found.per_sec, 3));
+        report.baseline_p50_us = Some(round(found.p50_us, 1));
+    }
     report.server = match &settings.target {
         Target::Remote(name) => name.clone(),
         Target::InProcess(_) => format!("in-process server on {addr}"),
     };
     Ok((report, first_error))
+}
+
+/// Runs the raw echo with the same load: in this process when the server
+/// was, else in a process of its own beside this one.
+async fn baseline(settings: &LoadSettings) -> anyhow::Result<super::baseline::Baseline> {
+    let request = super::baseline::request(settings.payload);
+    let max_frame = request.len();
+    let measure = |addr| {
+        super::baseline::measure(
+            addr,
+            settings.connections,
+            settings.in_flight,
+            request.clone(),
+            settings.duration,
+        )
+    };
+    match settings.target {
+        Target::InProcess(_) => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot listen on loopback for the baseline")?;
+            let addr = listener.local_addr()?;
+            let server = tokio::spawn(super::baseline::serve(listener, max_frame));
+            let found = measure(addr).await;
+            server.abort();
+            found
+        }
+        Target::Remote(_) => {
+            let server = super::baseline::ServerProcess::start(max_frame)?;
+            measure(server.addr).await
+        }
+    }
 }
 
 /// What one worker did.
@@ -210,6 +248,9 @@ pub(super) async fn measure(
         p50_us: round(total.latency.quantile_us(0.5), 1),
         p99_us: round(total.latency.quantile_us(0.99), 1),
         p999_us: round(total.latency.quantile_us(0.999), 1),
+        baseline_per_sec: None,
+        baseline_ratio: None,
+        baseline_p50_us: None,
         server: String::new(),
     };
     Ok((report, total.first_error))

@@ -28,6 +28,7 @@ const GRACE: Duration = Duration::from_secs(5);
 /// How often the progress line is refreshed on a terminal.
 const PROGRESS_TICK: Duration = Duration::from_millis(250);
 
+pub(crate) mod baseline;
 mod crypto;
 mod load;
 mod report;
@@ -90,6 +91,8 @@ pub(crate) struct LoadSettings {
     /// Bound on connecting + handshake.
     pub(crate) timeout: Duration,
     pub(crate) json: bool,
+    /// `--baseline`: also measure a raw TCP echo of the same frames.
+    pub(crate) baseline: bool,
 }
 
 impl TryFrom<BenchArgs> for BenchSettings {
@@ -164,6 +167,7 @@ impl TryFrom<BenchArgs> for BenchSettings {
             duration: args.duration,
             timeout: args.timeout,
             json: args.json,
+            baseline: args.baseline,
         })))
     }
 }

@@ -25,6 +25,15 @@ pub(super) struct LoadReport {
     pub(super) p50_us: f64,
     pub(super) p99_us: f64,
     pub(super) p999_us: f64,
+    /// `--baseline`: round trips/s of a raw TCP echo of the same frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) baseline_per_sec: Option<f64>,
+    /// `--baseline`: `per_sec` / `baseline_per_sec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) baseline_ratio: Option<f64>,
+    /// `--baseline`: the raw echo's median round trip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) baseline_p50_us: Option<f64>,
     /// Where the server was (for the summary only).
     #[serde(skip)]
     pub(super) server: String,
@@ -92,5 +101,17 @@ pub(super) fn write_summary(
             Kind::Calls => " per call",
             Kind::Handshakes => " per connection",
         }
-    )
+    )?;
+    if let (Some(per_sec), Some(ratio), Some(p50)) = (
+        report.baseline_per_sec,
+        report.baseline_ratio,
+        report.baseline_p50_us,
+    ) {
+        writeln!(
+            out,
+            "  baseline    {per_sec:.0} round trips/s of a raw TCP echo of the same frames \
+             (mtgnet at {ratio:.2}×), p50 {p50:.0} µs"
+        )?;
+    }
+    Ok(())
 }

@@ -275,3 +275,71 @@ fn crypto_table_shows_ratios() {
         assert!(out.stdout.contains(part), "no {part:?} in {}", out.stdout);
     }
 }
+
+/// The report of a `--baseline` run: the usual keys plus the baseline's,
+/// and the ratio is the two rates' quotient.
+fn assert_baseline(out: &Output) {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let value: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON value");
+    let Value::Object(mut object) = value else {
+        panic!("not an object: {}", out.stdout);
+    };
+    let baseline = object.remove("baseline_per_sec").expect("baseline_per_sec");
+    let ratio = object.remove("baseline_ratio").expect("baseline_ratio");
+    let p50 = object.remove("baseline_p50_us").expect("baseline_p50_us");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut expected = KEYS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "{}", out.stdout);
+    assert_healthy(&object);
+    let (baseline, ratio) = (
+        baseline.as_f64().expect("number"),
+        ratio.as_f64().expect("number"),
+    );
+    assert!(
+        baseline > 0.0 && p50.as_f64().expect("number") > 0.0,
+        "{out:?}"
+    );
+    let expected_ratio = number(&object, "per_sec") / baseline;
+    assert!(
+        (ratio - expected_ratio).abs() < 0.001,
+        "{ratio} vs {expected_ratio}"
+    );
+}
+
+#[test]
+fn baseline_runs_beside_an_in_process_server() {
+    let out = run(&[
+        "bench",
+        "--plain",
+        "--baseline",
+        "--duration",
+        "0.3",
+        "--in-flight",
+        "8",
+        "--json",
+    ]);
+    assert_baseline(&out);
+}
+
+#[test]
+fn baseline_runs_in_a_process_of_its_own_beside_a_remote_server() {
+    let server = Server::plain();
+    let out = run(&[
+        "bench",
+        "--plain",
+        "--addr",
+        &server.addr,
+        "--baseline",
+        "--connections",
+        "2",
+        "--duration",
+        "0.3",
+        "--json",
+    ]);
+    assert_baseline(&out);
+    let out = run(&["bench", "--baseline", "--handshakes"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--baseline"), "{out:?}");
+}
