@@ -65,6 +65,7 @@ pub mod demo;
 mod error;
 mod handshake;
 mod listener;
+pub mod proxy;
 mod server;
 pub mod trace;
 mod transport;
