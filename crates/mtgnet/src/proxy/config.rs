@@ -91,6 +91,12 @@ impl Connector for TcpConnector {
 /// `shutdown_grace`. It relays whole messages without reading them, so
 /// `max_in_flight` and `max_batch` are the backend's to enforce.
 ///
+/// For the same reason the proxy cannot see a call in progress: a
+/// connection is idle when no message has gone either way for
+/// `idle_timeout`. It is then closed as a client ending its side would
+/// close it, so a call still running at the backend has `shutdown_grace`
+/// left to answer. Set `idle_timeout` above the longest call.
+///
 /// ```
 /// use std::sync::Arc;
 /// use mtgnet::proxy::ProxyConfig;
