@@ -23,6 +23,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Calls one method on a server and prints its result as JSON.
     Call(CallArgs),
+    /// Puts encryption v2 in front of a server that speaks only v1 or no encryption.
+    Proxy(ProxyArgs),
     /// Generates an identity secret.
     Keygen(KeygenArgs),
     /// Prints the public key of an identity secret.
@@ -87,6 +89,66 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
     pub(crate) write_stall: Duration,
     /// Seconds calls in progress may take to finish on shutdown.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// `mtgnet proxy`.
+///
+/// Accepts clients as `serve` does (v2 by default), opens one connection
+/// to the backend per client it lets in, and relays messages both ways.
+/// The backend hop is plain or encrypted v1: run the proxy next to the
+/// backend.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// Address to listen on (port 0 picks a free port; the first output line names it).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// The backend, HOST:PORT (resolved again for every connection).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) to: String,
+    /// The backend is plain (unencrypted).
+    #[arg(long, conflicts_with = "to_server_key")]
+    pub(crate) to_plain: bool,
+    /// The backend speaks encryption v1 with this base64 public key
+    /// (repeatable). Without it or --to-plain, the backend is v1 unpinned.
+    #[arg(long, value_name = "B64")]
+    pub(crate) to_server_key: Vec<PublicKey>,
+    /// File holding the proxy's base64 identity secret, used toward clients
+    /// and the backend (else $MTGNET_SECRET, else a throwaway identity).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// File of client public keys allowed to connect, one per line (default: any key).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) authorized_keys: Option<PathBuf>,
+    /// Encryption versions accepted from clients: `v2`, or `any` (v1 and
+    /// v2, told apart by the client's first frame).
+    #[arg(long, value_name = "VERSION", default_value = "v2")]
+    pub(crate) encryption: ProxyEncryption,
+    /// Seconds a client may take to complete the handshake; also bounds the backend's.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) handshake_timeout: Duration,
+    /// Seconds allowed for connecting to the backend.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub(crate) connect_timeout: Duration,
+    /// Largest message, in bytes, either way.
+    #[arg(long, value_name = "BYTES", default_value_t = 16_777_216)]
+    pub(crate) max_frame: usize,
+    /// Clients served at once (each with its backend connection).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// Bytes one connection may hold (messages read from one side, not yet
+    /// written to the other; half each way) before the proxy stops reading.
+    #[arg(long, value_name = "BYTES", default_value_t = 33_554_432)]
+    pub(crate) max_connection_bytes: usize,
+    /// Seconds a connection with no message either way stays open.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = seconds)]
+    pub(crate) idle_timeout: Duration,
+    /// Seconds a write to either side may make no progress before the connection is closed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    pub(crate) write_stall: Duration,
+    /// Seconds the backend may take to answer calls in flight once a
+    /// connection is closing (client gone, idle, shutdown).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub(crate) shutdown_grace: Duration,
 }
@@ -244,6 +306,15 @@ pub(crate) enum ServerEncryption {
     V1,
     /// v2 only.
     V2,
+}
+
+/// `--encryption` of `proxy`, toward clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProxyEncryption {
+    /// v2 only.
+    V2,
+    /// v1 and v2.
+    Any,
 }
 
 /// `--encryption` of `call` and `bench`.

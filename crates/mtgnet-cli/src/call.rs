@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use mtgnet::{
-    AuthorizedKeys, CallError, Client, ClientConfig, Encryption, Error, HandshakeFailure, RawJson,
+    AuthorizedKeys, CallError, Client, ClientConfig, Encryption, EncryptionVersion, Error,
+    HandshakeFailure, RawJson,
 };
 use serde_json::value::RawValue;
 
@@ -220,7 +221,13 @@ pub(crate) fn connect_error(addr: &str, e: &Error, config: &ClientConfig) -> any
 
 /// Explains a connection that ended before the result arrived.
 fn connection_lost(reason: &Error, encrypted: bool, encryption: Option<&Encryption>) -> String {
+    let v2 = encryption.is_some_and(|e| e.client_version() == EncryptionVersion::V2);
     match (reason, encrypted) {
+        // A v2 server refuses a key by ending the stream before any record
+        // (`EndedAfterHandshake`); its close record means it chose to close.
+        (Error::Closed, true) if v2 => "the server closed the connection without answering: \
+             it is shutting down, or it is a proxy that cannot reach its backend"
+            .to_owned(),
         (Error::Closed, true) => format!(
             "the server closed the connection after the handshake: does it authorize this client's key {}?",
             encryption.map_or_else(String::new, |e| e.public_key().to_string())

@@ -1,5 +1,5 @@
-//! The `mtgnet` command: generate keys, run a server, make a call, watch
-//! a demo of what MTGNet does, or benchmark it.
+//! The `mtgnet` command: generate keys, run a server or a proxy in front of
+//! one, make a call, watch a demo of what MTGNet does, or benchmark it.
 //!
 //! Exit codes: 0 on success, 1 when the server answered a call with an
 //! error condition, 2 for anything else (bad usage, connection, handshake
@@ -12,6 +12,7 @@ mod call;
 mod demo;
 mod histogram;
 mod keys;
+mod proxy;
 mod serve;
 
 use std::io::{IsTerminal, Write};
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Call(args) => call::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::Keygen(args) => keys::keygen(&args),
         Command::Pubkey(args) => keys::pubkey(&args),
         Command::Demo(args) => demo::run(&args),

@@ -36,12 +36,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             .idle_timeout(args.idle_timeout)
             .write_stall(args.write_stall)
             .shutdown_grace(args.shutdown_grace);
-        if let Err(e) = limits.validate() {
-            let ConfigError::OutOfRange { setting, .. } = &e else {
-                return Err(e.into());
-            };
-            anyhow::bail!("invalid --{}: {e}", setting.replace('_', "-"));
-        }
+        limits.validate().map_err(invalid_flag)?;
         let (config, identity_source) = if args.plain {
             (ServerConfig::plain(), None)
         } else {
@@ -63,6 +58,16 @@ impl TryFrom<ServeArgs> for ServeSettings {
             config: config.limits(limits),
             identity_source,
         })
+    }
+}
+
+/// Names the flag behind a setting that cannot work: `invalid --FLAG: ...`.
+pub(crate) fn invalid_flag(e: ConfigError) -> anyhow::Error {
+    match &e {
+        ConfigError::OutOfRange { setting, .. } => {
+            anyhow::anyhow!("invalid --{}: {e}", setting.replace('_', "-"))
+        }
+        _ => e.into(),
     }
 }
 

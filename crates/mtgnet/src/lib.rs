@@ -1,5 +1,6 @@
 //! MTGNet v1 over tokio: a pipelined [`Client`], a concurrent [`Server`],
-//! the encryption extension, and a [`blocking`] client.
+//! the encryption extension, a [`blocking`] client, and a [`proxy`] that
+//! puts encryption v2 in front of a server that cannot speak it.
 //!
 //! MTGNet is a JSON-over-netstring RPC protocol: a request is an array of
 //! calls (and notifications), answered by one response holding one result
@@ -68,6 +69,7 @@ pub mod demo;
 mod error;
 mod handshake;
 mod listener;
+pub mod proxy;
 mod server;
 pub mod trace;
 mod transport;

@@ -555,7 +555,7 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
 }
 
 /// Accept errors that concern one connection only.
-fn is_per_connection(e: &std::io::Error) -> bool {
+pub(crate) fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         e.kind(),

@@ -7,5 +7,6 @@ mod hostile;
 
 mod keys;
 mod memory;
+mod proxy;
 mod serve;
 mod util;

@@ -1,6 +1,7 @@
-//! `mtgnet serve` under clients that send large calls and never read the
-//! answers: the server's resident memory (`VmHWM`) stays within the byte
-//! budget per connection, and other clients are served meanwhile.
+//! `mtgnet serve` (and `mtgnet proxy` in front of it) under clients that
+//! send large calls and never read the answers: the resident memory
+//! (`VmHWM`) stays within the byte budget per connection, and other clients
+//! are served meanwhile.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -141,4 +142,23 @@ fn encrypted_server_with_a_4_mib_budget_stays_under_48_mib() {
 fn eight_flooding_clients_stay_under_eight_budgets_plus_64_mib() {
     let server = Server::start(&["--plain", "--max-connection-bytes", "4194304"]);
     survives_flood(&server, 4 * MIB, 8, 200, 8 * 4 * MIB + 64 * MIB);
+}
+
+#[test]
+fn proxy_with_a_4_mib_budget_stays_under_48_mib() {
+    // The flood crosses the proxy (a v1 client: `--encryption any`) to a
+    // plain server; neither answers are read nor, once the server's own
+    // budget is full, requests. The proxy holds at most its budget (half
+    // each way) plus one message being read each way.
+    let backend = Server::start(&["--plain", "--max-connection-bytes", "4194304"]);
+    let proxy = Server::proxy(&[
+        "--to",
+        &backend.addr,
+        "--to-plain",
+        "--encryption",
+        "any",
+        "--max-connection-bytes",
+        "4194304",
+    ]);
+    survives_flood(&proxy, 4 * MIB, 1, 700, 48 * MIB);
 }

@@ -114,7 +114,8 @@ impl Server {
         Server::spawn(
             mtgnet()
                 .args(["serve", "--listen", "127.0.0.1:0"])
-                .args(extra),
+                .args(extra)
+                .stderr(Stdio::null()),
             extra,
         )
     }
@@ -125,18 +126,35 @@ impl Server {
             mtgnet()
                 .args(["serve", "--listen", "127.0.0.1:0"])
                 .args(extra)
-                .env(name, value),
+                .env(name, value)
+                .stderr(Stdio::null()),
             extra,
         )
     }
 
+    /// `mtgnet proxy --listen 127.0.0.1:0 EXTRA...`: clients speak v2 to it.
+    pub(crate) fn proxy(extra: &[&str]) -> Server {
+        Server::proxy_logging(extra, Stdio::null())
+    }
+
+    /// As [`Server::proxy`], its log (stderr) going to `stderr`.
+    pub(crate) fn proxy_logging(extra: &[&str], stderr: impl Into<Stdio>) -> Server {
+        Server::spawn(
+            mtgnet()
+                .args(["proxy", "--listen", "127.0.0.1:0"])
+                .args(extra)
+                .stderr(stderr),
+            &[],
+        )
+    }
+
+    /// Starts `command` (stderr already set), reading its startup lines.
     fn spawn(command: &mut Command, extra: &[&str]) -> Server {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
-            .expect("spawn mtgnet serve");
+            .expect("spawn mtgnet");
         let stdout = child.stdout.take().expect("stdout");
         let (lines, received) = mpsc::channel();
         thread::spawn(move || {
@@ -150,7 +168,7 @@ impl Server {
         let next_line = || {
             received
                 .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|e| panic!("mtgnet serve printed no line: {e}"))
+                .unwrap_or_else(|e| panic!("mtgnet printed no line: {e}"))
         };
         let mut server = Server {
             child,
