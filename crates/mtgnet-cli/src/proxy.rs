@@ -66,6 +66,7 @@ impl TryFrom<ProxyArgs> for ProxySettings {
                 .version(EncryptionVersion::V1)
                 .handshake_timeout(args.handshake_timeout);
             let hop = if pins == 0 {
+                to_backend = to_backend.dangerous_accept_any_key();
                 BackendHop::Unpinned
             } else {
                 to_backend = to_backend.authorized(AuthorizedKeys::only(args.to_server_key));

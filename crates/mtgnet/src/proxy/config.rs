@@ -139,7 +139,10 @@ impl ProxyConfig {
     /// as a client encrypted with `backend`: the version it speaks
     /// ([`EncryptionVersion::V1`](crate::EncryptionVersion::V1) for the
     /// deployed Lisp and PHP servers), the identity the backend sees, and
-    /// the backend's pinned keys (its `authorized` keys).
+    /// the backend's pinned keys (its `authorized` keys; or
+    /// [`dangerous_accept_any_key`](Encryption::dangerous_accept_any_key),
+    /// else [`Proxy::new`](super::Proxy::new) refuses the settings with
+    /// [`ConfigError::Unpinned`]).
     pub fn encrypted_backend(front: Encryption, backend: Encryption) -> ProxyConfig {
         ProxyConfig {
             backend: Some(backend),
@@ -187,6 +190,11 @@ impl ProxyConfig {
     /// [`Limits::validate`]), or a zero connect timeout.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.limits.validate()?;
+        // The proxy is the backend's client: it pins the backend's key or
+        // says it does not, as every client does.
+        if let Some(backend) = &self.backend {
+            backend.check_pinned()?;
+        }
         if self.connect_timeout.is_zero() {
             return Err(ConfigError::OutOfRange {
                 setting: "connect_timeout",
