@@ -353,9 +353,9 @@ struct Handed(tokio::sync::mpsc::Receiver<DuplexStream>);
 impl mtgnet::Listener for Handed {
     type Io = DuplexStream;
 
-    async fn accept(&mut self) -> std::io::Result<(DuplexStream, Option<std::net::SocketAddr>)> {
+    async fn accept(&mut self) -> std::io::Result<(DuplexStream, mtgnet::Peer)> {
         match self.0.recv().await {
-            Some(io) => Ok((io, None)),
+            Some(io) => Ok((io, mtgnet::Peer::default())),
             None => std::future::pending().await,
         }
     }
