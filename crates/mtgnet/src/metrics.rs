@@ -122,8 +122,11 @@ pub const CALL_DURATION_BUCKETS: [f64; 16] = [
 ];
 
 /// Describes every series (help text and unit) to the recorder installed
-/// now. [`Server::new`](crate::Server::new) calls it; call it again if the
-/// recorder is installed after the server is created.
+/// now, and registers at zero those whose labels are fixed (connections by
+/// encryption, bytes by direction, limit hits by limit), so that they are
+/// exported before anything happens. [`Server::new`](crate::Server::new)
+/// calls it; call it again if the recorder is installed after the server
+/// is created.
 pub fn describe() {
     metrics::describe_gauge!(
         CONNECTIONS_OPEN,
@@ -160,6 +163,19 @@ pub fn describe() {
         Unit::Count,
         "Times a server limit acted, by limit."
     );
+    metrics::gauge!(CONNECTIONS_OPEN).increment(0.0);
+    for counter in [
+        metrics::counter!(CONNECTIONS_TOTAL, "encryption" => "plain"),
+        metrics::counter!(CONNECTIONS_TOTAL, "encryption" => "v1"),
+        metrics::counter!(CONNECTIONS_TOTAL, "encryption" => "v2"),
+        metrics::counter!(BYTES_TOTAL, "direction" => "in"),
+        metrics::counter!(BYTES_TOTAL, "direction" => "out"),
+    ] {
+        counter.increment(0);
+    }
+    for limit in Limit::ALL {
+        limit_counter(limit).increment(0);
+    }
 }
 
 /// Where the per-call series are recorded from.
@@ -180,9 +196,27 @@ pub(crate) enum Limit {
     ShutdownGrace,
 }
 
+impl Limit {
+    const ALL: [Limit; 9] = [
+        Limit::MaxConnections,
+        Limit::MaxInFlight,
+        Limit::MaxConnectionBytes,
+        Limit::MaxFrame,
+        Limit::Batch,
+        Limit::IdleTimeout,
+        Limit::WriteStall,
+        Limit::HandshakeTimeout,
+        Limit::ShutdownGrace,
+    ];
+}
+
 /// Counts one action of `limit`. Allocates nothing: the keys are static.
 pub(crate) fn limit_hit(limit: Limit) {
-    let counter = match limit {
+    limit_counter(limit).increment(1);
+}
+
+fn limit_counter(limit: Limit) -> Counter {
+    match limit {
         Limit::MaxConnections => metrics::counter!(LIMIT_HITS_TOTAL, "limit" => "max_connections"),
         Limit::MaxInFlight => metrics::counter!(LIMIT_HITS_TOTAL, "limit" => "max_in_flight"),
         Limit::MaxConnectionBytes => {
@@ -196,8 +230,7 @@ pub(crate) fn limit_hit(limit: Limit) {
             metrics::counter!(LIMIT_HITS_TOTAL, "limit" => "handshake_timeout")
         }
         Limit::ShutdownGrace => metrics::counter!(LIMIT_HITS_TOTAL, "limit" => "shutdown_grace"),
-    };
-    counter.increment(1);
+    }
 }
 
 /// Whether a connection ended because a frame or message was over the limit.
@@ -342,10 +375,23 @@ fn count(bytes: usize) -> u64 {
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
-/// The per-call series of one registry: every key built once, when the
-/// server is created, so that recording a call allocates nothing and a
-/// peer's names never become labels.
-pub(crate) struct CallMetrics {
+/// The per-call series ([`CALLS_TOTAL`], [`CALL_DURATION_SECONDS`]) of one
+/// registry, as a [`CallObserver`]: every key is built once, here, so that
+/// recording a call allocates nothing and a peer's names never become
+/// labels. [`Server`](crate::Server) installs one; a server of your own on
+/// [`ServerCore`](mtgnet_proto::server::ServerCore) can too.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mtgnet::metrics::CallMetrics;
+/// use mtgnet::proto::server::ServerCore;
+/// use mtgnet::Registry;
+///
+/// let registry = Arc::new(Registry::new());
+/// let core = ServerCore::new(Arc::clone(&registry), 1024).observe(Arc::new(CallMetrics::new(&registry)));
+/// # let _ = core;
+/// ```
+pub struct CallMetrics {
     /// By [`Route::index`].
     routes: Vec<RouteKeys>,
     /// Calls to nothing hosted.
@@ -377,8 +423,17 @@ impl RouteKeys {
     }
 }
 
+impl std::fmt::Debug for CallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMetrics")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CallMetrics {
-    pub(crate) fn new(registry: &Registry) -> CallMetrics {
+    /// The series of every method `registry` answers, and of unknown ones.
+    pub fn new(registry: &Registry) -> CallMetrics {
         CallMetrics {
             routes: registry
                 .routes()
