@@ -8,9 +8,12 @@ mod client;
 mod encrypted;
 mod layers;
 mod load;
+mod metrics;
 mod runtime;
 mod secrets;
 mod service;
+#[cfg(unix)]
+mod unix;
 mod util;
 mod v2;
 
