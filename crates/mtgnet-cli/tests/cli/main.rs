@@ -7,5 +7,7 @@ mod hostile;
 
 mod keys;
 mod memory;
+mod metrics;
 mod serve;
+mod unix;
 mod util;
