@@ -89,7 +89,9 @@ pub use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
 pub use mtgnet_proto::client::Batch;
 pub use mtgnet_proto::dispatch::{CallRequest, Dispatch};
 pub use mtgnet_proto::wire::CallResult;
-pub use mtgnet_proto::{Condition, Context, FromArgs, Id, Peer, PeerCredentials, RawJson, Registry, Service, codes};
+pub use mtgnet_proto::{
+    Condition, Context, FromArgs, Id, Peer, PeerCredentials, RawJson, Registry, Service, codes,
+};
 
 /// Turns a trait of `async fn` methods into an MTGNet service: one trait is
 /// the contract of both ends, checked by the compiler on each.

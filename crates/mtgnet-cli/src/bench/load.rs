@@ -217,14 +217,14 @@ pub(super) async fn connect(
 ) -> anyhow::Result<Client> {
     let name = addr.to_string();
     let client = tokio::time::timeout(settings.timeout, addr.connect(settings.client.clone()))
-    .await
-    .map_err(|_| {
-        anyhow!(
-            "cannot connect to {name} within {} s (see --timeout)",
-            settings.timeout.as_secs_f64()
-        )
-    })?
-    .map_err(|e| connect_error(&name, &e, &settings.client))?;
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "cannot connect to {name} within {} s (see --timeout)",
+                settings.timeout.as_secs_f64()
+            )
+        })?
+        .map_err(|e| connect_error(&name, &e, &settings.client))?;
     let results = client
         .batch(echo.request.clone())
         .await
@@ -328,13 +328,10 @@ pub(super) async fn one_connection(
     config: &ClientConfig,
     echo: &Echo,
 ) -> Result<(), String> {
-    let client = addr
-        .connect(config.clone())
-        .await
-        .map_err(|e| match e {
-            mtgnet::Error::Io(e) => format!("cannot connect: {e}"),
-            e => format!("the handshake failed: {e}"),
-        })?;
+    let client = addr.connect(config.clone()).await.map_err(|e| match e {
+        mtgnet::Error::Io(e) => format!("cannot connect: {e}"),
+        e => format!("the handshake failed: {e}"),
+    })?;
     let answer = client.batch(echo.request.clone()).await;
     client.close().await;
     let results = answer.map_err(|e| e.to_string())?;

@@ -153,8 +153,12 @@ fn metrics_show_every_series_with_the_right_counts() {
         (connections("plain"), connections("v1"), connections("v2")),
         (0.0, 1.0, 4.0)
     );
-    let handshakes =
-        |version, outcome| get("mtgnet_handshakes_total", &[("version", version), ("outcome", outcome)]);
+    let handshakes = |version, outcome| {
+        get(
+            "mtgnet_handshakes_total",
+            &[("version", version), ("outcome", outcome)],
+        )
+    };
     assert_eq!(handshakes("v2", "ok"), 4.0);
     assert_eq!(handshakes("v1", "ok"), 1.0);
     assert_eq!(handshakes("v2", "not_authorized"), 1.0);
@@ -164,12 +168,19 @@ fn metrics_show_every_series_with_the_right_counts() {
         .keys()
         .filter(|k| k.starts_with("mtgnet_handshakes_total"))
         .count();
-    assert_eq!(handshake_series, 5, "no other handshake outcome: {samples:#?}");
+    assert_eq!(
+        handshake_series, 5,
+        "no other handshake outcome: {samples:#?}"
+    );
 
     let calls = |service, method, outcome| {
         get(
             "mtgnet_calls_total",
-            &[("service", service), ("method", method), ("outcome", outcome)],
+            &[
+                ("service", service),
+                ("method", method),
+                ("outcome", outcome),
+            ],
         )
     };
     assert_eq!(calls("Test", "add", "ok"), 2.0);
@@ -211,7 +222,11 @@ fn metrics_show_every_series_with_the_right_counts() {
         "write_stall",
         "shutdown_grace",
     ] {
-        assert_eq!(get("mtgnet_limit_hits_total", &[("limit", limit)]), 0.0, "{limit}");
+        assert_eq!(
+            get("mtgnet_limit_hits_total", &[("limit", limit)]),
+            0.0,
+            "{limit}"
+        );
     }
     assert_eq!(
         get("mtgnet_limit_hits_total", &[("limit", "handshake_timeout")]),
@@ -221,7 +236,14 @@ fn metrics_show_every_series_with_the_right_counts() {
 
 #[test]
 fn metrics_on_port_0_or_a_taken_port_are_refused_with_exit_2() {
-    let out = run(&["serve", "--plain", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let out = run(&[
+        "serve",
+        "--plain",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(
         out.stderr,
@@ -230,7 +252,14 @@ fn metrics_on_port_0_or_a_taken_port_are_refused_with_exit_2() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("addr").to_string();
-    let out = run(&["serve", "--plain", "--listen", "127.0.0.1:0", "--metrics", &address]);
+    let out = run(&[
+        "serve",
+        "--plain",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        &address,
+    ]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
         out.stderr

@@ -59,7 +59,10 @@ fn serve_removes_its_socket_file_on_sigterm_and_on_sigint() {
             .signal(signal, Duration::from_secs(5))
             .expect("exits promptly");
         assert_eq!(status.code(), Some(0), "SIG{signal}");
-        assert!(!path.exists(), "SIG{signal}: the socket file is left behind");
+        assert!(
+            !path.exists(),
+            "SIG{signal}: the socket file is left behind"
+        );
     }
 }
 
@@ -130,6 +133,9 @@ fn bench_loads_a_server_on_a_unix_socket() {
     ]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert!(report["completed"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert!(
+        report["completed"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
     assert_eq!(report["errors"], 0, "{report}");
 }

@@ -121,7 +121,8 @@ impl Tally {
 
 impl metrics::CounterFn for Tally {
     fn increment(&self, value: u64) {
-        self.0.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn absolute(&self, value: u64) {
@@ -136,9 +137,27 @@ impl metrics::HistogramFn for Tally {
 }
 
 impl metrics::Recorder for Tallies {
-    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
 
     fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
         metrics::Counter::from_arc(Arc::clone(&self.counted))
@@ -148,7 +167,11 @@ impl metrics::Recorder for Tallies {
         metrics::Gauge::noop()
     }
 
-    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
         metrics::Histogram::from_arc(Arc::clone(&self.timed))
     }
 }
@@ -157,8 +180,8 @@ impl metrics::Recorder for Tallies {
 fn call_metrics_cost_no_allocation_per_call_with_or_without_a_recorder() {
     let registry = Arc::new(Registry::new().with(demo::test_service()));
     let bare = ServerCore::new(Arc::clone(&registry), 1024);
-    let observed = ServerCore::new(Arc::clone(&registry), 1024)
-        .observe(Arc::new(CallMetrics::new(&registry)));
+    let observed =
+        ServerCore::new(Arc::clone(&registry), 1024).observe(Arc::new(CallMetrics::new(&registry)));
     let without_metrics = allocations_per_echo_through(&bare);
     let no_recorder = allocations_per_echo_through(&observed);
     let recorder = Tallies::default();

@@ -170,7 +170,11 @@ fn calls_are_counted_by_their_registered_names_and_unknown_ones_under_one_label(
     let calls = |service, method, outcome| {
         metrics.counter(
             CALLS_TOTAL,
-            &[("service", service), ("method", method), ("outcome", outcome)],
+            &[
+                ("service", service),
+                ("method", method),
+                ("outcome", outcome),
+            ],
         )
     };
     let seen = metrics.nonzero(CALLS_TOTAL);
@@ -179,7 +183,11 @@ fn calls_are_counted_by_their_registered_names_and_unknown_ones_under_one_label(
     assert_eq!(calls("Test", "fail", "error"), 1, "{seen:#?}");
     assert_eq!(calls("unknown", "unknown", "invalid"), 2, "{seen:#?}");
     assert_eq!(calls("System", "rpcVersion", "ok"), 1, "{seen:#?}");
-    assert_eq!(calls("Test", "echo", "ok"), 1, "the notification: {seen:#?}");
+    assert_eq!(
+        calls("Test", "echo", "ok"),
+        1,
+        "the notification: {seen:#?}"
+    );
     assert_eq!(seen.len(), 6, "nothing else: {seen:#?}");
 
     let timed = |service, method| {
@@ -228,8 +236,7 @@ fn handshakes_are_counted_by_version_and_outcome() {
         let encryption = Encryption::new(Arc::clone(&identity))
             .authorized(AuthorizedKeys::only([client_identity.public_key()]))
             .handshake_timeout(Duration::from_millis(300));
-        let server =
-            Server::new(registry(), ServerConfig::encrypted(encryption)).expect("server");
+        let server = Server::new(registry(), ServerConfig::encrypted(encryption)).expect("server");
         let shutdown = Shutdown::new();
         let client = |identity: &Arc<IdentitySecret>, version| {
             ClientConfig::encrypted(Encryption::new(Arc::clone(identity)).version(version))
@@ -263,8 +270,7 @@ fn handshakes_are_counted_by_version_and_outcome() {
         ));
 
         // A v1 handshake whose signed ephemeral key was altered.
-        let handshake =
-            mtgnet::encryption::Handshake::new(&client_identity, AuthorizedKeys::any());
+        let handshake = mtgnet::encryption::Handshake::new(&client_identity, AuthorizedKeys::any());
         let mut payload = *handshake.payload();
         payload[127] ^= 1;
         let (mut io, serving) = serve_one(&server, &shutdown);
@@ -277,7 +283,10 @@ fn handshakes_are_counted_by_version_and_outcome() {
         // Not a handshake at all.
         let (mut io, serving) = serve_one(&server, &shutdown);
         io.write_all(b"5:hello\n").await.expect("write");
-        bounded(serving).await.expect("task").expect_err("malformed");
+        bounded(serving)
+            .await
+            .expect("task")
+            .expect_err("malformed");
 
         // Gone before saying anything.
         let (io, serving) = serve_one(&server, &shutdown);
@@ -286,7 +295,10 @@ fn handshakes_are_counted_by_version_and_outcome() {
 
         // Silent until the handshake timeout.
         let (io, serving) = serve_one(&server, &shutdown);
-        bounded(serving).await.expect("task").expect_err("timed out");
+        bounded(serving)
+            .await
+            .expect("task")
+            .expect_err("timed out");
         drop(io);
     });
 
@@ -306,7 +318,8 @@ fn handshakes_are_counted_by_version_and_outcome() {
     assert_eq!(handshakes("unknown", "timeout"), 1, "{seen:#?}");
     assert_eq!(seen.len(), 7, "nothing else: {seen:#?}");
 
-    let connections = |encryption| metrics.counter(CONNECTIONS_TOTAL, &[("encryption", encryption)]);
+    let connections =
+        |encryption| metrics.counter(CONNECTIONS_TOTAL, &[("encryption", encryption)]);
     assert_eq!(
         (connections("plain"), connections("v1"), connections("v2")),
         (0, 1, 1),
@@ -367,9 +380,7 @@ fn only(limit: &str, hits: u64) -> HashMap<String, u64> {
 }
 
 fn sleep_call(ms: u64, id: u32) -> Vec<u8> {
-    frame(
-        format!(r#"[{{"service":"Test","method":"sleep","args":[{ms}],"id":{id}}}]"#).as_bytes(),
-    )
+    frame(format!(r#"[{{"service":"Test","method":"sleep","args":[{ms}],"id":{id}}}]"#).as_bytes())
 }
 
 #[test]
@@ -382,12 +393,9 @@ fn a_full_set_of_call_slots_is_counted_once_each_time_reading_stops() {
 
 #[test]
 fn a_spent_byte_budget_is_counted() {
-    let hits = limit_hits(
-        Limits::default().max_connection_bytes(10),
-        async |server| {
-            exchange(&server, &[sleep_call(100, 1)], 1).await;
-        },
-    );
+    let hits = limit_hits(Limits::default().max_connection_bytes(10), async |server| {
+        exchange(&server, &[sleep_call(100, 1)], 1).await;
+    });
     assert_eq!(hits, only("max_connection_bytes", 1));
 }
 
@@ -425,7 +433,10 @@ fn an_idle_connection_closed_is_counted() {
         Limits::default().idle_timeout(Duration::from_millis(100)),
         async |server| {
             let (_io, serving) = serve_one(&server, &Shutdown::new());
-            bounded(serving).await.expect("task").expect("closed when idle");
+            bounded(serving)
+                .await
+                .expect("task")
+                .expect("closed when idle");
         },
     );
     assert_eq!(hits, only("idle_timeout", 1));
@@ -456,7 +467,10 @@ fn a_client_that_stops_reading_is_counted_as_a_write_stall() {
                 client
             });
             let err = bounded(serving).await.expect("task").expect_err("stalled");
-            assert!(matches!(&err, mtgnet::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut), "{err:?}");
+            assert!(
+                matches!(&err, mtgnet::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut),
+                "{err:?}"
+            );
             drop(bounded(writing).await);
         },
     );
@@ -490,28 +504,25 @@ fn calls_dropped_after_the_shutdown_grace_are_counted() {
 
 #[test]
 fn a_server_with_every_connection_slot_taken_is_counted() {
-    let hits = limit_hits(
-        Limits::default().max_connections(1),
-        async |server| {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let shutdown = Shutdown::new();
-            let serving = tokio::spawn({
-                let shutdown = shutdown.clone();
-                async move { server.serve(listener, shutdown).await }
-            });
-            let client = bounded(Client::connect(addr, ClientConfig::plain()))
-                .await
-                .expect("connect");
-            let _: i64 = bounded(client.call("Test", "add", (1, 1)))
-                .await
-                .expect("call");
-            shutdown.trigger();
-            client.close().await;
-            bounded(serving).await.expect("task").expect("serve");
-        },
-    );
+    let hits = limit_hits(Limits::default().max_connections(1), async |server| {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = Shutdown::new();
+        let serving = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { server.serve(listener, shutdown).await }
+        });
+        let client = bounded(Client::connect(addr, ClientConfig::plain()))
+            .await
+            .expect("connect");
+        let _: i64 = bounded(client.call("Test", "add", (1, 1)))
+            .await
+            .expect("call");
+        shutdown.trigger();
+        client.close().await;
+        bounded(serving).await.expect("task").expect("serve");
+    });
     assert_eq!(hits, only("max_connections", 1));
 }

@@ -80,9 +80,7 @@ async fn a_handler_sees_the_uid_gid_and_pid_of_a_unix_peer_and_its_identity() {
     let client = bounded(Client::connect_unix(&path, config))
         .await
         .expect("encrypted connection over the socket");
-    let seen: Seen = bounded(client.call("Who", "peer", ()))
-        .await
-        .expect("call");
+    let seen: Seen = bounded(client.call("Who", "peer", ())).await.expect("call");
     assert_eq!(seen, (Some(own_credentials()), None, true));
 
     stop.trigger();
@@ -104,9 +102,8 @@ async fn a_tcp_peer_has_an_address_and_no_credentials() {
     let client = bounded(Client::connect(addr, ClientConfig::plain()))
         .await
         .expect("connect");
-    let (credentials, address, identified): Seen = bounded(client.call("Who", "peer", ()))
-        .await
-        .expect("call");
+    let (credentials, address, identified): Seen =
+        bounded(client.call("Who", "peer", ())).await.expect("call");
     assert_eq!((credentials, identified), (None, false));
     assert!(
         address.is_some_and(|a| a.starts_with("127.0.0.1:")),
