@@ -28,7 +28,7 @@
 //! is not counted.
 //!
 //! **Calls.** `service` and `method` are the names the
-//! [`Registry`](crate::Registry) gives them (whatever case the client
+//! [`Registry`] gives them (whatever case the client
 //! used), built-in methods included, so their number is bounded by the
 //! registry; a call to no hosted service or method, or one that cannot be
 //! read at all, is counted under `service="unknown", method="unknown"`,
