@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mtgnet::PublicKey;
 
+use crate::endpoint::Endpoint;
+
 /// MTGNet v1: JSON-over-netstring RPC with optional end-to-end encryption.
 #[derive(Debug, Parser)]
 #[command(name = "mtgnet", version, about, propagate_version = true)]
@@ -42,9 +44,14 @@ pub(crate) enum Command {
 /// `mtgnet serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the first output line names it).
+    /// Address to listen on: HOST:PORT (port 0 picks a free port; the first
+    /// output line names it), or unix:PATH for a Unix-domain socket (a stale
+    /// socket file is replaced, the file is removed on exit).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7707")]
-    pub(crate) listen: String,
+    pub(crate) listen: Endpoint,
+    /// Serves Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
     /// Serves unencrypted connections.
     #[arg(long, conflicts_with_all = ["secret_file", "authorized_keys", "handshake_timeout"])]
     pub(crate) plain: bool,
@@ -156,9 +163,9 @@ pub(crate) struct ProxyArgs {
 /// `mtgnet call`.
 #[derive(Debug, Args)]
 pub(crate) struct CallArgs {
-    /// Server address, HOST:PORT.
+    /// Server address: HOST:PORT, or unix:PATH for a Unix-domain socket.
     #[arg(value_name = "ADDR")]
-    pub(crate) addr: String,
+    pub(crate) addr: Endpoint,
     /// Service name, e.g. `Test`.
     #[arg(value_name = "SERVICE")]
     pub(crate) service: String,
@@ -228,9 +235,10 @@ pub(crate) struct DemoArgs {
 /// is checked: a wrong one counts as an error.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Server to load, HOST:PORT (default: a server in this process on loopback).
+    /// Server to load, HOST:PORT or unix:PATH (default: a server in this
+    /// process on loopback).
     #[arg(long, value_name = "ADDR")]
-    pub(crate) addr: Option<String>,
+    pub(crate) addr: Option<Endpoint>,
     /// Plain (unencrypted) connections.
     #[arg(long, conflicts_with_all = ["secret_file", "server_key"])]
     pub(crate) plain: bool,

@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use mtgnet::{
-    AuthorizedKeys, CallError, Client, ClientConfig, Encryption, EncryptionVersion, Error,
+    AuthorizedKeys, CallError, ClientConfig, Encryption, EncryptionVersion, Error,
     HandshakeFailure, RawJson,
 };
 use serde_json::value::RawValue;
 
 use crate::args::CallArgs;
+use crate::endpoint::Endpoint;
 use crate::keys;
 
 /// `call`'s arguments, validated: arguments encoded, identity loaded.
 #[derive(Debug)]
 pub(crate) struct CallSettings {
     /// Server address.
-    pub(crate) addr: String,
+    pub(crate) addr: Endpoint,
     /// Service name.
     pub(crate) service: String,
     /// Method name.
@@ -167,9 +168,11 @@ pub(crate) fn run(args: CallArgs) -> anyhow::Result<()> {
 
 async fn call(settings: &CallSettings) -> anyhow::Result<mtgnet::CallResult> {
     let encrypted = settings.config.encryption().is_some();
-    let client = Client::connect(settings.addr.as_str(), settings.config.clone())
+    let client = settings
+        .addr
+        .connect(settings.config.clone())
         .await
-        .map_err(|e| connect_error(&settings.addr, &e, &settings.config))?;
+        .map_err(|e| connect_error(&settings.addr.to_string(), &e, &settings.config))?;
     client
         .call_result(&settings.service, &settings.method, &settings.args)
         .await

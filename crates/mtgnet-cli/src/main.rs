@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod call;
 mod demo;
+mod endpoint;
 mod histogram;
 mod keys;
 mod proxy;

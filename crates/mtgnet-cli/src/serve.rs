@@ -3,20 +3,25 @@
 
 use std::io::Write;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use mtgnet::{
-    ConfigError, Encryption, EncryptionVersion, Limits, Registry, Server, ServerConfig, Shutdown,
+    ConfigError, Encryption, EncryptionVersion, Limits, Listener, Registry, Server, ServerConfig,
+    Shutdown, UnixListener,
 };
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::args::{ServeArgs, ServerEncryption};
+use crate::endpoint::Endpoint;
 use crate::keys::{self, IdentitySource};
 
 /// `serve`'s arguments, validated: files read, keys decoded.
 #[derive(Debug)]
 pub(crate) struct ServeSettings {
     /// Where to listen.
-    pub(crate) listen: String,
+    pub(crate) listen: Endpoint,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub(crate) metrics: Option<std::net::SocketAddr>,
     /// Encryption and limits.
     pub(crate) config: ServerConfig,
     /// Where the identity came from, when encrypted.
@@ -37,6 +42,9 @@ impl TryFrom<ServeArgs> for ServeSettings {
             .write_stall(args.write_stall)
             .shutdown_grace(args.shutdown_grace);
         limits.validate().map_err(invalid_flag)?;
+        if args.metrics.is_some_and(|address| address.port() == 0) {
+            bail!("--metrics needs a port other than 0: the port it picks could not be reported");
+        }
         let (config, identity_source) = if args.plain {
             (ServerConfig::plain(), None)
         } else {
@@ -55,6 +63,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
         };
         Ok(ServeSettings {
             listen: args.listen,
+            metrics: args.metrics,
             config: config.limits(limits),
             identity_source,
         })
@@ -89,14 +98,49 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     // Installed before the address is announced, so that a signal sent as
     // soon as a supervisor reads it already means "shut down gracefully".
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let signals = Signals {
+        interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+    };
+    match &settings.listen {
+        Endpoint::Tcp(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            let address = listener
+                .local_addr()
+                .context("cannot read the bound address")?;
+            run_server(listener, &address.to_string(), settings, signals).await
+        }
+        Endpoint::Unix(path) => {
+            // Removes its socket file when dropped: on shutdown, and on any
+            // error after this.
+            let listener = UnixListener::bind(path)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            let announced = settings.listen.to_string();
+            run_server(listener, &announced, settings, signals).await
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, both of which shut the server down gracefully.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+/// Announces `address`, serves on `listener` until a signal, and returns
+/// once every connection is closed.
+async fn run_server<L: Listener>(
+    listener: L,
+    address: &str,
+    settings: ServeSettings,
+    mut signals: Signals,
+) -> anyhow::Result<()> {
+    if let Some(address) = settings.metrics {
+        install_metrics(address)?;
+    }
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening {address}")?;
@@ -135,8 +179,8 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         async move {
             tokio::select! {
-                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = signals.interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = signals.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
             }
             shutdown.trigger();
         }
@@ -146,6 +190,24 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .await
         .context("the server failed")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs the Prometheus exporter as the process's metrics recorder,
+/// serving `GET /metrics` on `address` from the current runtime; the call
+/// durations are rendered as a histogram with
+/// [`mtgnet::metrics::CALL_DURATION_BUCKETS`].
+fn install_metrics(address: std::net::SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .set_buckets_for_metric(
+            Matcher::Full(mtgnet::metrics::CALL_DURATION_SECONDS.to_owned()),
+            &mtgnet::metrics::CALL_DURATION_BUCKETS,
+        )
+        .context("invalid histogram buckets")?
+        .install()
+        .with_context(|| format!("cannot serve metrics on {address}"))?;
+    tracing::info!("metrics on http://{address}/metrics");
     Ok(())
 }
 

@@ -60,6 +60,7 @@ mod error;
 pub mod framing;
 mod id;
 mod json;
+pub mod observe;
 mod registry;
 pub mod server;
 mod service;
@@ -70,7 +71,7 @@ pub use error::{Error, MessageError, ProtocolError, RequestError};
 pub use id::Id;
 pub use json::RawJson;
 pub use registry::{RPC_VERSION, Registry, RegistryError, RpcVersion, SYSTEM};
-pub use service::{Context, FromArgs, Outcome, Peer, Service};
+pub use service::{Context, FromArgs, Outcome, Peer, PeerCredentials, Service};
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

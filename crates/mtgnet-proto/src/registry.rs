@@ -13,7 +13,8 @@ use serde_json::json;
 use crate::condition::{Condition, codes};
 use crate::dispatch::{BoxError, CallRequest, Dispatch, Stack, Target};
 use crate::json::RawJson;
-use crate::service::{BUILTIN_METHODS, Context, Outcome, Peer, Service};
+use crate::observe::{CallObserver, CallOutcome, Route};
+use crate::service::{BUILTIN_METHODS, Context, Method, Outcome, Peer, Service};
 use crate::wire::{self, Call, CallResult, InvalidCall};
 
 /// The name of the service every server hosts.
@@ -111,6 +112,30 @@ pub struct Registry {
     services: Vec<Service>,
     /// The layers around every call, when any are installed.
     layers: Option<Stack>,
+    /// The first [`Route`] of each service, `System` first: a service's
+    /// methods, then the methods it answers by itself.
+    route_bases: Vec<usize>,
+}
+
+/// What a call's service and method names resolve to.
+enum Resolved<'a> {
+    /// A registered handler.
+    Handler(&'a Method, Route),
+    /// A method the service answers by itself.
+    Builtin(&'a Service, &'static str, Route),
+    /// No hosted service has that name.
+    UnknownService,
+    /// The service has no method of that name.
+    UnknownMethod(&'a Service),
+}
+
+impl Resolved<'_> {
+    fn route(&self) -> Option<Route> {
+        match self {
+            Resolved::Handler(_, route) | Resolved::Builtin(_, _, route) => Some(*route),
+            Resolved::UnknownService | Resolved::UnknownMethod(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -140,6 +165,7 @@ impl Registry {
                 .description("Introspection: the services hosted here, their methods, and the protocol version."),
             services: Vec::new(),
             layers: None,
+            route_bases: vec![0],
         }
     }
 
@@ -153,6 +179,10 @@ impl Registry {
         if self.service(&service.name).is_some() {
             return Err(RegistryError::DuplicateService(service.name));
         }
+        let last = self.route_bases.last().copied().unwrap_or(0);
+        let last_service = self.services.last().unwrap_or(&self.system);
+        self.route_bases
+            .push(last + self.builtin_names(last_service).count() + last_service.methods.len());
         self.services.push(service);
         Ok(())
     }
@@ -237,10 +267,76 @@ impl Registry {
 
     /// Names of every hosted service, `System` first.
     pub fn service_names(&self) -> Vec<&str> {
-        std::iter::once(&self.system)
-            .chain(&self.services)
-            .map(|s| s.name.as_str())
+        self.all_services().map(|s| s.name.as_str()).collect()
+    }
+
+    /// Every method this registry answers, as `(service, method)` names,
+    /// the built-in ones included: a [`Route`] is a position in this list.
+    /// Its length bounds the routes a peer can make an
+    /// [observer](crate::observe) see, whatever names it sends.
+    ///
+    /// ```
+    /// use mtgnet_proto::{Registry, Service};
+    ///
+    /// let registry = Registry::new().with(Service::new("Test").method("add", "", |(a, b): (i64, i64)| async move { Ok(a + b) }));
+    /// let routes = registry.routes();
+    /// assert!(routes.contains(&("System", "rpcVersion")));
+    /// assert!(routes.contains(&("Test", "add")) && routes.contains(&("Test", "version")));
+    /// assert_eq!(routes.len(), 6 + 1 + 3);
+    /// ```
+    pub fn routes(&self) -> Vec<(&str, &str)> {
+        self.all_services()
+            .flat_map(|svc| {
+                let builtins = self.builtin_names(svc).map(|name| -> &str { name });
+                svc.methods
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .chain(builtins)
+                    .map(move |method| (svc.name.as_str(), method))
+            })
             .collect()
+    }
+
+    fn all_services(&self) -> impl Iterator<Item = &Service> {
+        std::iter::once(&self.system).chain(&self.services)
+    }
+
+    /// The methods `svc` answers by itself: every service's, and `System`'s own.
+    fn builtin_names(&self, svc: &Service) -> impl Iterator<Item = &'static str> + use<> {
+        let is_system = std::ptr::eq(svc, &self.system);
+        BUILTIN_METHODS
+            .into_iter()
+            .chain(if is_system { SYSTEM_METHODS } else { [""; 3] })
+            .filter(|name| !name.is_empty())
+    }
+
+    /// Finds what a call to `service.method` runs.
+    fn resolve(&self, service: &str, method: &str) -> Resolved<'_> {
+        let Some((index, svc)) = self
+            .all_services()
+            .enumerate()
+            .find(|(_, s)| s.name.eq_ignore_ascii_case(service))
+        else {
+            return Resolved::UnknownService;
+        };
+        let base = self.route_bases.get(index).copied().unwrap_or(0);
+        if let Some(position) = svc
+            .methods
+            .iter()
+            .position(|m| m.name.eq_ignore_ascii_case(method))
+        {
+            return Resolved::Handler(&svc.methods[position], Route(base + position));
+        }
+        match self
+            .builtin_names(svc)
+            .enumerate()
+            .find(|(_, b)| b.eq_ignore_ascii_case(method))
+        {
+            Some((position, name)) => {
+                Resolved::Builtin(svc, name, Route(base + svc.methods.len() + position))
+            }
+            None => Resolved::UnknownMethod(svc),
+        }
     }
 
     /// Runs the calls of one request and writes its response.
@@ -254,23 +350,31 @@ impl Registry {
         calls: Vec<Result<Call, InvalidCall>>,
         peer: Arc<Peer>,
     ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static + use<> {
+        self.respond_observed(calls, peer, None)
+    }
+
+    /// [`Registry::respond`], telling `observer` of every call.
+    pub(crate) fn respond_observed(
+        &self,
+        calls: Vec<Result<Call, InvalidCall>>,
+        peer: Arc<Peer>,
+        observer: Option<&Arc<dyn CallObserver>>,
+    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static + use<> {
         let runs: Vec<_> = calls
             .into_iter()
             .filter_map(|entry| match entry {
-                Ok(call) => Some(self.dispatch(call, Arc::clone(&peer)).left_future()),
-                Err(InvalidCall {
-                    id: Some(id),
-                    reason,
-                }) => {
-                    let result = CallResult {
-                        id,
-                        outcome: Err(Condition::new(codes::INVALID_CALL, reason)),
-                        warnings: Vec::new(),
-                    };
-                    Some(std::future::ready(Some(result)).right_future())
+                Ok(call) => Some(
+                    self.dispatch_observed(call, Arc::clone(&peer), observer)
+                        .left_future(),
+                ),
+                Err(invalid) if observer.is_some() => {
+                    if let Some(observer) = observer {
+                        let started = observer.call_started(None);
+                        observer.call_finished(None, started, CallOutcome::Invalid);
+                    }
+                    invalid_result(invalid).map(FutureExt::right_future)
                 }
-                // An invalid notification gets no answer.
-                Err(InvalidCall { id: None, .. }) => None,
+                Err(invalid) => invalid_result(invalid).map(FutureExt::right_future),
             })
             .collect();
         async move {
@@ -285,6 +389,15 @@ impl Registry {
         call: Call,
         peer: Arc<Peer>,
     ) -> impl Future<Output = Option<CallResult>> + Send + 'static + use<> {
+        self.dispatch_observed(call, peer, None)
+    }
+
+    fn dispatch_observed(
+        &self,
+        call: Call,
+        peer: Arc<Peer>,
+        observer: Option<&Arc<dyn CallObserver>>,
+    ) -> impl Future<Output = Option<CallResult>> + Send + 'static + use<> {
         let Call {
             service,
             method,
@@ -292,10 +405,12 @@ impl Registry {
             args,
         } = call;
         let ctx = Context::new(peer);
+        let resolved = self.resolve(&service, &method);
+        let route = resolved.route();
         let run = match &self.layers {
-            None => self.route(&service, &method, ctx.clone(), args),
+            None => self.route(resolved, &service, &method, ctx.clone(), args),
             Some(layers) => {
-                let target = self.target(&service, &method, &args);
+                let target = self.target(resolved, &service, &method, &args);
                 layers.run(CallRequest {
                     service: service.clone(),
                     method: method.clone(),
@@ -306,7 +421,9 @@ impl Registry {
                 })
             }
         };
+        let observer = observer.map(Arc::clone);
         async move {
+            let started = observer.as_ref().map(|o| o.call_started(route));
             let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(outcome) => outcome,
                 Err(_) => {
@@ -317,6 +434,9 @@ impl Registry {
                     ))
                 }
             };
+            if let (Some(observer), Some(started)) = (observer, started) {
+                observer.call_finished(route, started, CallOutcome::of(&outcome));
+            }
             let id = id?;
             Some(CallResult {
                 id,
@@ -326,53 +446,44 @@ impl Registry {
         }
     }
 
-    /// Finds the handler (or built-in answer) for a call.
+    /// Runs what a call resolved to: its handler, or the registry's answer.
     fn route(
         &self,
+        resolved: Resolved<'_>,
         service: &str,
         method: &str,
         ctx: Context,
         args: RawJson,
     ) -> futures::future::BoxFuture<'static, Outcome> {
         let ready = |outcome: Outcome| std::future::ready(outcome).boxed();
-        let Some(svc) = self.service(service) else {
-            return ready(Err(unknown_service(service)));
-        };
-        if let Some(m) = svc.find(method) {
-            // Called inside the future so that a handler panicking before it
-            // returns its future is caught like one panicking inside it.
-            let handler = Arc::clone(&m.handler);
-            return async move { handler(ctx, args).await }.boxed();
-        }
-        match self.builtin_name(svc, method) {
-            Some(name) => ready(self.builtin(svc, name, &args)),
-            None => ready(Err(unknown_method(svc, method))),
+        match resolved {
+            Resolved::Handler(m, _) => {
+                // Called inside the future so that a handler panicking before
+                // it returns its future is caught like one panicking inside it.
+                let handler = Arc::clone(&m.handler);
+                async move { handler(ctx, args).await }.boxed()
+            }
+            Resolved::Builtin(svc, name, _) => ready(self.builtin(svc, name, &args)),
+            Resolved::UnknownService => ready(Err(unknown_service(service))),
+            Resolved::UnknownMethod(svc) => ready(Err(unknown_method(svc, method))),
         }
     }
 
-    /// What a call resolves to, for the layers: its handler, or its answer
+    /// What a call resolved to, for the layers: its handler, or its answer
     /// when the registry answers it by itself.
-    fn target(&self, service: &str, method: &str, args: &RawJson) -> Target {
-        let Some(svc) = self.service(service) else {
-            return Target::Ready(Err(unknown_service(service)));
-        };
-        if let Some(m) = svc.find(method) {
-            return Target::Handler(Arc::clone(&m.handler));
+    fn target(
+        &self,
+        resolved: Resolved<'_>,
+        service: &str,
+        method: &str,
+        args: &RawJson,
+    ) -> Target {
+        match resolved {
+            Resolved::Handler(m, _) => Target::Handler(Arc::clone(&m.handler)),
+            Resolved::Builtin(svc, name, _) => Target::Ready(self.builtin(svc, name, args)),
+            Resolved::UnknownService => Target::Ready(Err(unknown_service(service))),
+            Resolved::UnknownMethod(svc) => Target::Ready(Err(unknown_method(svc, method))),
         }
-        Target::Ready(match self.builtin_name(svc, method) {
-            Some(name) => self.builtin(svc, name, args),
-            None => Err(unknown_method(svc, method)),
-        })
-    }
-
-    /// The built-in method `method` names on `svc`, if any.
-    fn builtin_name(&self, svc: &Service, method: &str) -> Option<&'static str> {
-        let is_system = std::ptr::eq(svc, &self.system);
-        BUILTIN_METHODS
-            .iter()
-            .chain(if is_system { &SYSTEM_METHODS[..] } else { &[] })
-            .find(|b| b.eq_ignore_ascii_case(method))
-            .copied()
     }
 
     /// Answers the methods every service (and `System`) provides by itself.
@@ -449,6 +560,18 @@ impl Registry {
         RawJson::from_serialize(&value)
             .map_err(|e| Condition::new(codes::INTERNAL_ERROR, e.to_string()))
     }
+}
+
+/// The result of an invalid call: an `invalid-call` error, or nothing
+/// for an invalid notification.
+fn invalid_result(invalid: InvalidCall) -> Option<std::future::Ready<Option<CallResult>>> {
+    let InvalidCall { id, reason } = invalid;
+    let result = CallResult {
+        id: id?,
+        outcome: Err(Condition::new(codes::INVALID_CALL, reason)),
+        warnings: Vec::new(),
+    };
+    Some(std::future::ready(Some(result)))
 }
 
 fn unknown_service(service: &str) -> Condition {
@@ -604,6 +727,30 @@ mod tests {
                 r#"{"code":1,"name":"1.0"}"#,
             ]
         );
+    }
+
+    #[test]
+    fn every_route_resolves_to_its_own_position_and_unknown_names_to_none() {
+        let registry = Registry::new()
+            .with(
+                Service::new("A")
+                    .method("one", "", |(): ()| async move { Ok(1) })
+                    .method("two", "", |(): ()| async move { Ok(2) }),
+            )
+            .with(Service::new("B").method("three", "", |(): ()| async move { Ok(3) }));
+        let routes = registry.routes();
+        assert_eq!(routes.len(), 6 + (2 + 3) + (1 + 3));
+        for (index, (service, method)) in routes.iter().enumerate() {
+            let shouted = (service.to_uppercase(), method.to_uppercase());
+            assert_eq!(
+                registry.resolve(&shouted.0, &shouted.1).route(),
+                Some(Route(index)),
+                "{service}.{method}"
+            );
+        }
+        assert_eq!(registry.resolve("A", "three").route(), None);
+        assert_eq!(registry.resolve("C", "one").route(), None);
+        assert_eq!(registry.resolve("System", "one").route(), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use futures::FutureExt;
 
 use crate::condition::{Condition, codes};
 use crate::error::MessageError;
+use crate::observe::CallObserver;
 use crate::registry::Registry;
 use crate::service::Peer;
 use crate::wire::{self, Call, CallResult, InvalidCall};
@@ -49,10 +50,22 @@ use crate::wire::{self, Call, CallResult, InvalidCall};
 /// let response = futures::executor::block_on(request.respond(Arc::new(Peer::default()))).unwrap();
 /// assert_eq!(String::from_utf8(response).unwrap().matches("batch-too-large").count(), 3);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerCore {
     registry: Arc<Registry>,
     max_batch: usize,
+    /// Told of every call run, when set.
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl std::fmt::Debug for ServerCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCore")
+            .field("registry", &self.registry)
+            .field("max_batch", &self.max_batch)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl ServerCore {
@@ -61,7 +74,21 @@ impl ServerCore {
         ServerCore {
             registry,
             max_batch,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every call this core runs, from now on (see
+    /// [`observe`](crate::observe)); it replaces any observer set before.
+    #[must_use]
+    pub fn observe(mut self, observer: Arc<dyn CallObserver>) -> ServerCore {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The most calls a request may hold.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// The hosted services.
@@ -81,6 +108,7 @@ impl ServerCore {
             calls,
             registry: Arc::clone(&self.registry),
             max_batch: self.max_batch,
+            observer: self.observer.clone(),
         })
     }
 }
@@ -103,11 +131,20 @@ impl ServerCore {
 ///     br#"[{"id":7,"error":{"message":"the server is shutting down","code":"shutting-down"}}]"#,
 /// );
 /// ```
-#[derive(Debug)]
 pub struct Request {
     calls: Vec<Result<Call, InvalidCall>>,
     registry: Arc<Registry>,
     max_batch: usize,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("calls", &self.calls)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -127,7 +164,10 @@ impl Request {
         peer: Arc<Peer>,
     ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static + use<> {
         if self.calls.len() <= self.max_batch {
-            return self.registry.respond(self.calls, peer).left_future();
+            return self
+                .registry
+                .respond_observed(self.calls, peer, self.observer.as_ref())
+                .left_future();
         }
         let message = format!(
             "a request may hold at most {} calls; this one holds {}",

@@ -20,6 +20,22 @@ pub(crate) type HandlerFn =
 
 /// Who is on the other end of a connection, as far as the server knows.
 ///
+/// The transport fills in what it knows (a TCP peer's address, a Unix
+/// peer's [credentials](PeerCredentials)); on an encrypted connection the
+/// handshake adds the identity it proved. New fields may be added, so build
+/// one from [`Peer::default`] (or from an address) and set the fields:
+///
+/// ```
+/// use mtgnet_proto::{Peer, PeerCredentials};
+///
+/// let from_tcp = Peer::from("192.0.2.7:40000".parse::<std::net::SocketAddr>().unwrap());
+/// assert_eq!(from_tcp.address.map(|a| a.port()), Some(40000));
+///
+/// let mut from_unix = Peer::default();
+/// from_unix.credentials = Some(PeerCredentials::new(1000, 1000, Some(4242)));
+/// assert_eq!(from_unix.credentials.map(|c| c.uid), Some(1000));
+/// ```
+///
 /// A handler sees it through [`Context::peer`]:
 ///
 /// ```
@@ -31,18 +47,70 @@ pub(crate) type HandlerFn =
 ///     "The caller's address.",
 ///     |ctx: Context, (): ()| async move { Ok(ctx.peer().address.map(|a| a.to_string())) },
 /// ));
-/// let peer = Peer { identity: None, address: Some("192.0.2.7:40000".parse().unwrap()) };
+/// let peer = Peer::from("192.0.2.7:40000".parse::<std::net::SocketAddr>().unwrap());
 /// let calls = wire::parse_request(br#"[{"service":"Who","method":"caller","id":1}]"#).unwrap();
 /// let response = futures::executor::block_on(registry.respond(calls, Arc::new(peer))).unwrap();
 /// assert_eq!(response, br#"[{"id":1,"data":"192.0.2.7:40000"}]"#);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Peer {
     /// The peer's Ed25519 identity public key, on an encrypted connection:
     /// the key the handshake proved, compared in constant time.
     pub identity: Option<mtgnet_encryption::PublicKey>,
     /// The peer's network address, when the transport has one.
     pub address: Option<std::net::SocketAddr>,
+    /// The peer process's user, group and process ids, on a Unix-domain
+    /// socket (`SO_PEERCRED`).
+    pub credentials: Option<PeerCredentials>,
+}
+
+impl From<std::net::SocketAddr> for Peer {
+    /// A peer known by its network address only.
+    fn from(address: std::net::SocketAddr) -> Peer {
+        Peer {
+            address: Some(address),
+            ..Peer::default()
+        }
+    }
+}
+
+impl From<Option<std::net::SocketAddr>> for Peer {
+    /// A peer known by its network address, when there is one.
+    fn from(address: Option<std::net::SocketAddr>) -> Peer {
+        Peer {
+            address,
+            ..Peer::default()
+        }
+    }
+}
+
+/// The process on the other end of a Unix-domain socket, as the kernel
+/// reports it (`SO_PEERCRED` on Linux: the credentials the peer had when it
+/// connected, which it cannot forge).
+///
+/// ```
+/// use mtgnet_proto::PeerCredentials;
+///
+/// let credentials = PeerCredentials::new(0, 0, Some(1));
+/// assert_eq!((credentials.uid, credentials.gid, credentials.pid), (0, 0, Some(1)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct PeerCredentials {
+    /// The peer's effective user id.
+    pub uid: u32,
+    /// The peer's effective group id.
+    pub gid: u32,
+    /// The peer's process id, where the platform reports it (Linux does).
+    pub pid: Option<i32>,
+}
+
+impl PeerCredentials {
+    /// Credentials of user `uid`, group `gid`, process `pid`.
+    pub fn new(uid: u32, gid: u32, pid: Option<i32>) -> PeerCredentials {
+        PeerCredentials { uid, gid, pid }
+    }
 }
 
 /// What a handler knows about the call it runs: the peer, and a place to put warnings.

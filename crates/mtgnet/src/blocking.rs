@@ -79,6 +79,24 @@ impl Client {
         Ok(Client { runtime, inner })
     }
 
+    /// Connects to a server on a Unix-domain socket at `path`, running the
+    /// handshake when `config` is encrypted.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::connect_unix`], or when the runtime cannot start.
+    #[cfg(unix)]
+    pub fn connect_unix(
+        path: impl AsRef<std::path::Path>,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let inner = runtime.block_on(crate::Client::connect_unix(path, config))?;
+        Ok(Client { runtime, inner })
+    }
+
     /// The server's identity key, on an encrypted connection.
     pub fn peer_identity(&self) -> Option<&PublicKey> {
         self.inner.peer_identity()

@@ -225,6 +225,26 @@ impl Client {
         Ok(client)
     }
 
+    /// Connects to a server on a Unix-domain socket at `path`, runs the
+    /// handshake when the config is encrypted, and spawns the driver on the
+    /// current tokio runtime. The server sees this process's user, group
+    /// and process ids.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    #[cfg(unix)]
+    pub async fn connect_unix(
+        path: impl AsRef<std::path::Path>,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        config.check()?;
+        let stream = tokio::net::UnixStream::connect(path).await?;
+        let (client, driver) = Client::new(stream, config).await?;
+        tokio::spawn(driver);
+        Ok(client)
+    }
+
     /// Sets up a client over any byte stream; the caller runs the driver.
     ///
     /// # Errors

@@ -75,26 +75,32 @@ where
 }
 
 /// The server's handshake: v1 at once if it accepts only v1, otherwise
-/// after reading and classifying the client's first frame.
+/// after reading and classifying the client's first frame. Also returns the
+/// version the client asked for, once known (for metrics), whatever the
+/// outcome.
 pub(crate) async fn server<S>(
     io: &mut S,
     buf: &mut BytesMut,
     encryption: &Encryption,
-) -> Result<Channel, Error>
+) -> (Option<EncryptionVersion>, Result<Channel, Error>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut version = None;
     let exchange = async {
         if !encryption.accepts(EncryptionVersion::V2) {
+            version = Some(EncryptionVersion::V1);
             return v1(io, buf, encryption, None).await;
         }
         // Large enough for a v1 hello (128) and a v2 one (49).
         let first = read_frame(io, buf, MAX_HANDSHAKE_FRAME).await?;
         match v2::classify_first_payload(&first) {
             FirstFrame::V1 if encryption.accepts(EncryptionVersion::V1) => {
+                version = Some(EncryptionVersion::V1);
                 v1(io, buf, encryption, Some(&first)).await
             }
             FirstFrame::V2 => {
+                version = Some(EncryptionVersion::V2);
                 let responder = Responder::new(
                     encryption.noise_identity(),
                     encryption.authorized_keys().clone(),
@@ -105,10 +111,15 @@ where
                 // A refused client gets nothing: not even a close record.
                 Ok(Channel::V2(responder.finish(&message3)?))
             }
-            FirstFrame::V1 | FirstFrame::Reject => Err(HandshakeFailure::Version.into()),
+            FirstFrame::V1 => {
+                version = Some(EncryptionVersion::V1);
+                Err(HandshakeFailure::Version.into())
+            }
+            FirstFrame::Reject => Err(HandshakeFailure::Version.into()),
         }
     };
-    within_limit(encryption, exchange).await
+    let result = within_limit(encryption, exchange).await;
+    (version, result)
 }
 
 /// The v1 handshake (PROTOCOL.md 6.2): send our 128-byte frame, then read

@@ -69,11 +69,15 @@ pub mod demo;
 mod error;
 mod handshake;
 mod listener;
+pub mod metrics;
 pub mod proxy;
 mod server;
+mod tcp;
 pub mod trace;
 mod transport;
 mod typed;
+#[cfg(unix)]
+mod unix;
 
 pub use client::{Client, ClientDriver, Reply};
 pub use config::{
@@ -83,12 +87,16 @@ pub use error::{CallError, ConfigError, Error, HandshakeFailure};
 pub use listener::{Listener, Shutdown};
 pub use server::Server;
 pub use typed::BatchCall;
+#[cfg(unix)]
+pub use unix::UnixListener;
 
 pub use mtgnet_encryption::{AuthorizedKeys, IdentitySecret, PublicKey};
 pub use mtgnet_proto::client::Batch;
 pub use mtgnet_proto::dispatch::{CallRequest, Dispatch};
 pub use mtgnet_proto::wire::CallResult;
-pub use mtgnet_proto::{Condition, Context, FromArgs, Id, Peer, RawJson, Registry, Service, codes};
+pub use mtgnet_proto::{
+    Condition, Context, FromArgs, Id, Peer, PeerCredentials, RawJson, Registry, Service, codes,
+};
 
 /// Turns a trait of `async fn` methods into an MTGNet service: one trait is
 /// the contract of both ends, checked by the compiler on each.

@@ -3,21 +3,20 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mtgnet_proto::Peer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// A source of connections for [`Server::serve`](crate::Server::serve):
-/// TCP out of the box; implement it for Unix-domain sockets, TLS
-/// terminators or in-memory streams, and they keep the server's connection
-/// limit and graceful shutdown.
+/// TCP and Unix-domain sockets out of the box; implement it for TLS
+/// terminators or in-memory streams, and they keep the server's limits and
+/// graceful shutdown.
 ///
 /// ```
-/// use std::net::SocketAddr;
-/// use mtgnet::Listener;
+/// use mtgnet::{Listener, Peer};
 ///
 /// /// Connections handed over through a channel, e.g. from a test.
 /// struct Handed(tokio::sync::mpsc::Receiver<tokio::io::DuplexStream>);
@@ -25,9 +24,9 @@ use tokio::sync::watch;
 /// impl Listener for Handed {
 ///     type Io = tokio::io::DuplexStream;
 ///
-///     async fn accept(&mut self) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+///     async fn accept(&mut self) -> std::io::Result<(Self::Io, Peer)> {
 ///         match self.0.recv().await {
-///             Some(io) => Ok((io, None)),
+///             Some(io) => Ok((io, Peer::default())), // nothing known of the peer
 ///             None => std::future::pending().await, // no more connections, ever
 ///         }
 ///     }
@@ -37,29 +36,28 @@ pub trait Listener: Send + 'static {
     /// The byte stream of one connection.
     type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
 
-    /// Waits for the next connection; returns it with the peer's address,
-    /// when it has one.
+    /// Waits for the next connection; returns it with what the transport
+    /// knows of the peer: its address, its credentials. The server sets
+    /// [`Peer::identity`] itself, from the handshake.
     ///
     /// An error of kind `ConnectionAborted`, `ConnectionReset`,
     /// `ConnectionRefused`, `Interrupted` or `WouldBlock` concerns one
     /// connection: the server goes on at once. Any other error (out of file
     /// descriptors, say) makes it back off briefly, then go on.
-    fn accept(&mut self)
-    -> impl Future<Output = io::Result<(Self::Io, Option<SocketAddr>)>> + Send;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
 }
 
 impl Listener for TcpListener {
     type Io = TcpStream;
 
-    /// Accepts a TCP connection and sets `TCP_NODELAY` on it: requests and
-    /// responses are whole frames written at once, so Nagle's algorithm
-    /// would only add latency.
-    async fn accept(&mut self) -> io::Result<(TcpStream, Option<SocketAddr>)> {
+    /// Accepts a TCP connection and sets `TCP_NODELAY` and TCP keepalive
+    /// on it: the first probe after 60 s of silence, then every 10 s, the
+    /// connection dropped after 6 unanswered ones (about two minutes). The
+    /// peer's address is its [`Peer::address`].
+    async fn accept(&mut self) -> io::Result<(TcpStream, Peer)> {
         let (stream, address) = TcpListener::accept(self).await?;
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%address, error = %e, "cannot set TCP_NODELAY");
-        }
-        Ok((stream, Some(address)))
+        crate::tcp::configure(&stream);
+        Ok((stream, Peer::from(address)))
     }
 }
 

@@ -8,7 +8,6 @@
 //! them to the writer, which gives them back once the reply is written.
 //! While either is spent, the connection reads nothing more.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -24,7 +23,8 @@ use crate::config::ServerConfig;
 use crate::error::{ConfigError, Error};
 use crate::handshake::{self, Channel};
 use crate::listener::{Listener, Shutdown};
-use crate::transport::{self, Framer, MessageReader};
+use crate::metrics::{self, Limit};
+use crate::transport::{self, Framer, MessageReader, WriteStalled};
 
 /// An MTGNet server: a [`Registry`] of services behind a [`ServerConfig`].
 ///
@@ -75,14 +75,20 @@ impl AsRef<[u8]> for Reply {
 impl Server {
     /// A server for `registry` with `config`.
     ///
+    /// It reports what it does through the `metrics` facade (see
+    /// [`metrics`](crate::metrics)), and describes those series to the
+    /// recorder installed now.
+    ///
     /// # Errors
     ///
     /// A limit that cannot work ([`Limits::validate`](crate::Limits::validate)).
     pub fn new(registry: Registry, config: ServerConfig) -> Result<Server, ConfigError> {
         let limits = config.limits_ref();
         limits.validate()?;
+        metrics::describe();
+        let observer = Arc::new(metrics::CallMetrics::new(&registry));
         Ok(Server {
-            core: ServerCore::new(Arc::new(registry), limits.max_batch),
+            core: ServerCore::new(Arc::new(registry), limits.max_batch).observe(observer),
             config: Arc::new(config),
         })
     }
@@ -114,11 +120,17 @@ impl Server {
         let mut connections = JoinSet::new();
         let leftovers = Arc::new(Leftovers::default());
         loop {
-            let slot = tokio::select! {
-                () = shutdown.triggered() => break,
-                slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
+            let slot = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    metrics::limit_hit(Limit::MaxConnections);
+                    tokio::select! {
+                        () = shutdown.triggered() => break,
+                        slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
+                    }
+                }
             };
-            let (io, address) = tokio::select! {
+            let (io, peer) = tokio::select! {
                 () = shutdown.triggered() => break,
                 // Reap finished connections while waiting for the next one.
                 Some(_) = connections.join_next() => continue,
@@ -142,11 +154,12 @@ impl Server {
             let leftovers = Arc::clone(&leftovers);
             connections.spawn(async move {
                 let _slot = slot;
+                let (address, credentials) = (peer.address, peer.credentials);
                 if let Err(e) = server
-                    .serve_io(io, address, shutdown, Some(leftovers))
+                    .serve_io(io, peer, shutdown, Some(leftovers))
                     .await
                 {
-                    tracing::debug!(?address, error = %e, "connection ended with an error");
+                    tracing::debug!(?address, ?credentials, error = %e, "connection ended with an error");
                 }
             });
         }
@@ -173,6 +186,10 @@ impl Server {
     /// answered with the `shutting-down` condition, those running may finish
     /// within the grace period and are answered, then the connection closes.
     ///
+    /// `peer` is what the transport knows of the other end (a [`Peer`],
+    /// or just its address, or `None`); the server adds the identity the
+    /// handshake proves.
+    ///
     /// The connection's tasks (its writer, its running requests) belong to
     /// this future: it waits for them before it returns, and dropping it
     /// aborts them, which closes the stream.
@@ -183,40 +200,45 @@ impl Server {
     pub async fn serve_connection<S>(
         &self,
         io: S,
-        address: Option<SocketAddr>,
+        peer: impl Into<Peer>,
         shutdown: Shutdown,
     ) -> Result<(), Error>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        self.serve_io(io, address, shutdown, None).await
+        self.serve_io(io, peer.into(), shutdown, None).await
     }
 
     /// [`Server::serve_connection`]; when `leftovers` is given, the tasks of
     /// the connection are handed to it if the connection is dropped.
     async fn serve_io<S>(
         &self,
-        mut io: S,
-        address: Option<SocketAddr>,
+        io: S,
+        mut peer: Peer,
         shutdown: Shutdown,
         leftovers: Option<Arc<Leftovers>>,
     ) -> Result<(), Error>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let _open = metrics::OpenConnection::new();
+        let mut io = metrics::Metered::new(io);
         let limits = self.config.limits_ref();
         let mut buf = BytesMut::new();
         let channel = match self.config.encryption() {
-            Some(encryption) => tokio::select! {
-                channel = handshake::server(&mut io, &mut buf, encryption) => channel?,
-                () = shutdown.triggered() => return Ok(()),
-            },
+            Some(encryption) => {
+                let (version, channel) = tokio::select! {
+                    done = handshake::server(&mut io, &mut buf, encryption) => done,
+                    () = shutdown.triggered() => return Ok(()),
+                };
+                metrics::handshake(version, &channel);
+                channel?
+            }
             None => Channel::Plain,
         };
-        let peer = Arc::new(Peer {
-            identity: channel.peer_identity(),
-            address,
-        });
+        metrics::connection(&channel);
+        peer.identity = channel.peer_identity();
+        let peer = Arc::new(peer);
         let (opening, framer) = transport::split(channel);
         let (rd, wr) = tokio::io::split(io);
         let mut connection = Connection {
@@ -265,7 +287,10 @@ impl Server {
                 result = writer.join() => written = Some(result),
             }
         }
-        if outcome.is_err() {
+        if let Err(e) = &outcome {
+            if metrics::is_frame_limit(e) {
+                metrics::limit_hit(Limit::MaxFrame);
+            }
             // On any error the connection ends without a close record.
             framer.abandon();
         }
@@ -277,6 +302,9 @@ impl Server {
             Some(result) => result.map_err(Error::from).and(Err(Error::Closed)),
             None => writer.join().await.map_err(Error::from).and(outcome),
         };
+        if matches!(&ended, Err(Error::Io(e)) if WriteStalled::is(e)) {
+            metrics::limit_hit(Limit::WriteStall);
+        }
         match ended {
             // A peer that ended its side cleanly (v2: with its close record)
             // may close its socket without waiting for the answers: that
@@ -409,12 +437,16 @@ impl Connection<'_> {
             // held or the connection holds its byte budget.
             let slot = match Arc::clone(&self.slots).try_acquire_owned() {
                 Ok(slot) => slot,
-                Err(_) => tokio::select! {
-                    slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| Error::Closed)?,
-                    () = &mut stop => return Ok(()),
-                },
+                Err(_) => {
+                    metrics::limit_hit(Limit::MaxInFlight);
+                    tokio::select! {
+                        slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| Error::Closed)?,
+                        () = &mut stop => return Ok(()),
+                    }
+                }
             };
             if !self.budget.is_below_limit() {
+                metrics::limit_hit(Limit::MaxConnectionBytes);
                 tokio::select! {
                     () = self.budget.below_limit() => {}
                     () = &mut stop => return Ok(()),
@@ -436,6 +468,7 @@ impl Connection<'_> {
                         continue;
                     }
                     tracing::debug!(address = ?self.peer.address, "closing an idle connection");
+                    metrics::limit_hit(Limit::IdleTimeout);
                     return Ok(());
                 }
                 // Keep the set small while waiting for the next request.
@@ -451,6 +484,9 @@ impl Connection<'_> {
             let charge = self.budget.charge(payload.len());
             let request = self.core.handle_request(&payload)?;
             drop(payload);
+            if request.calls() > self.core.max_batch() {
+                metrics::limit_hit(Limit::Batch);
+            }
             // One slot per call (the first was taken before reading); a
             // request of more calls than max_in_flight takes them all.
             let mut slots = slot;
@@ -533,6 +569,7 @@ impl Connection<'_> {
             while self.requests.join_next().await.is_some() {}
         };
         if tokio::time::timeout(grace, drain).await.is_err() {
+            metrics::limit_hit(Limit::ShutdownGrace);
             tracing::warn!(
                 address = ?self.peer.address,
                 "requests still running after the grace period; dropping them"

@@ -446,13 +446,26 @@ impl<M: AsRef<[u8]>> Batch<M> {
     }
 }
 
+/// Why a write failed with `TimedOut`: the peer accepted no byte for the
+/// write stall limit (as opposed to a timeout of the socket itself).
+#[derive(Debug, thiserror::Error)]
+#[error("the peer stopped reading")]
+pub(crate) struct WriteStalled;
+
+impl WriteStalled {
+    /// Whether `e` is a write that stalled.
+    pub(crate) fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<WriteStalled>())
+    }
+}
+
 /// Writes all of `bytes`, failing when no byte is accepted for `stall_limit`.
 async fn write_with_stall<W: AsyncWrite + Unpin>(
     io: &mut W,
     mut bytes: &[u8],
     stall_limit: Option<Duration>,
 ) -> std::io::Result<()> {
-    let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading");
+    let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, WriteStalled);
     while !bytes.is_empty() {
         let written = match stall_limit {
             None => io.write(bytes).await?,

@@ -1,7 +1,6 @@
 //! The load run: connections, workers, progress.
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,26 +12,20 @@ use tokio::task::JoinSet;
 use super::report::{LoadReport, round};
 use super::{GRACE, Kind, LoadSettings, PROGRESS_TICK, Target};
 use crate::call::connect_error;
+use crate::endpoint::Address;
 use crate::histogram::Histogram;
 use crate::serve::LoopbackServer;
 
 /// Starts the in-process server if there is one, runs the load, stops it.
 pub(super) async fn load(settings: &LoadSettings) -> anyhow::Result<(LoadReport, Option<String>)> {
     let (addr, server) = match &settings.target {
-        Target::Remote(addr) => {
-            let resolved = tokio::net::lookup_host(addr.as_str())
-                .await
-                .with_context(|| format!("cannot resolve {addr}"))?
-                .next()
-                .ok_or_else(|| anyhow!("{addr} resolves to no address"))?;
-            (resolved, None)
-        }
+        Target::Remote(endpoint) => (endpoint.resolve().await?, None),
         Target::InProcess(config) => {
             let server = LoopbackServer::start(config.clone()).await?;
-            (server.addr, Some(server))
+            (Address::Tcp(server.addr), Some(server))
         }
     };
-    let outcome = measure(settings, addr).await;
+    let outcome = measure(settings, &addr).await;
     if let Some(server) = server {
         server.stop().await?;
     }
@@ -44,7 +37,7 @@ pub(super) async fn load(settings: &LoadSettings) -> anyhow::Result<(LoadReport,
         report.baseline_p50_us = Some(round(found.p50_us, 1));
     }
     report.server = match &settings.target {
-        Target::Remote(name) => name.clone(),
+        Target::Remote(name) => name.to_string(),
         Target::InProcess(_) => format!("in-process server on {addr}"),
     };
     Ok((report, first_error))
@@ -168,7 +161,7 @@ impl Echo {
 /// runs the workers until the deadline, and sums up what they did.
 pub(super) async fn measure(
     settings: &LoadSettings,
-    addr: SocketAddr,
+    addr: &Address,
 ) -> anyhow::Result<(LoadReport, Option<String>)> {
     let echo = Echo::new(settings.payload)?;
     let progress = Arc::new(Progress::default());
@@ -200,7 +193,7 @@ pub(super) async fn measure(
             let config = Arc::new(settings.client.clone());
             for _ in 0..settings.connections {
                 workers.spawn(handshake_worker(
-                    addr,
+                    addr.clone(),
                     Arc::clone(&config),
                     echo.clone(),
                     deadline,
@@ -260,22 +253,19 @@ pub(super) async fn measure(
 /// address, key or `--plain` fails at once, with the reason, not as errors.
 pub(super) async fn connect(
     settings: &LoadSettings,
-    addr: SocketAddr,
+    addr: &Address,
     echo: &Echo,
 ) -> anyhow::Result<Client> {
     let name = addr.to_string();
-    let client = tokio::time::timeout(
-        settings.timeout,
-        Client::connect(addr, settings.client.clone()),
-    )
-    .await
-    .map_err(|_| {
-        anyhow!(
-            "cannot connect to {name} within {} s (see --timeout)",
-            settings.timeout.as_secs_f64()
-        )
-    })?
-    .map_err(|e| connect_error(&name, &e, &settings.client))?;
+    let client = tokio::time::timeout(settings.timeout, addr.connect(settings.client.clone()))
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "cannot connect to {name} within {} s (see --timeout)",
+                settings.timeout.as_secs_f64()
+            )
+        })?
+        .map_err(|e| connect_error(&name, &e, &settings.client))?;
     let results = client
         .batch(echo.request.clone())
         .await
@@ -338,7 +328,7 @@ pub(super) async fn call_worker(
 
 /// Opens connections one after another: connect, handshake, one echo, close.
 pub(super) async fn handshake_worker(
-    addr: SocketAddr,
+    addr: Address,
     config: Arc<ClientConfig>,
     echo: Echo,
     deadline: Instant,
@@ -351,7 +341,7 @@ pub(super) async fn handshake_worker(
         if began >= deadline {
             break;
         }
-        match tokio::time::timeout_at(hard_stop, one_connection(addr, &config, &echo)).await {
+        match tokio::time::timeout_at(hard_stop, one_connection(&addr, &config, &echo)).await {
             Ok(Ok(())) => stats.success(&progress, began.elapsed()),
             Ok(Err(reason)) => {
                 stats.error(&progress, || reason);
@@ -375,16 +365,14 @@ pub(super) async fn handshake_worker(
 /// Connect (`TCP_NODELAY`), handshake, one checked echo, close (waiting for
 /// the connection to be shut down and dropped).
 pub(super) async fn one_connection(
-    addr: SocketAddr,
+    addr: &Address,
     config: &ClientConfig,
     echo: &Echo,
 ) -> Result<(), String> {
-    let client = Client::connect(addr, config.clone())
-        .await
-        .map_err(|e| match e {
-            mtgnet::Error::Io(e) => format!("cannot connect: {e}"),
-            e => format!("the handshake failed: {e}"),
-        })?;
+    let client = addr.connect(config.clone()).await.map_err(|e| match e {
+        mtgnet::Error::Io(e) => format!("cannot connect: {e}"),
+        e => format!("the handshake failed: {e}"),
+    })?;
     let answer = client.batch(echo.request.clone()).await;
     client.close().await;
     let results = answer.map_err(|e| e.to_string())?;

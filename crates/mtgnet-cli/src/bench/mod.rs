@@ -69,7 +69,7 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) enum Target {
     /// A server somewhere else.
-    Remote(String),
+    Remote(crate::endpoint::Endpoint),
     /// A server started in this process on loopback, with this config.
     InProcess(ServerConfig),
 }

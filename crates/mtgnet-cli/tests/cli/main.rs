@@ -7,6 +7,8 @@ mod hostile;
 
 mod keys;
 mod memory;
+mod metrics;
 mod proxy;
 mod serve;
+mod unix;
 mod util;

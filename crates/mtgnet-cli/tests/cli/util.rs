@@ -111,9 +111,14 @@ impl Server {
 
     /// `mtgnet serve --listen 127.0.0.1:0 EXTRA...`.
     pub(crate) fn start(extra: &[&str]) -> Server {
+        Server::start_at("127.0.0.1:0", extra)
+    }
+
+    /// `mtgnet serve --listen LISTEN EXTRA...`.
+    pub(crate) fn start_at(listen: &str, extra: &[&str]) -> Server {
         Server::spawn(
             mtgnet()
-                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(["serve", "--listen", listen])
                 .args(extra)
                 .stderr(Stdio::null()),
             extra,
@@ -223,8 +228,14 @@ impl Server {
 
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub(crate) fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.signal("TERM", limit)
+    }
+
+    /// Sends the signal named `name` (`TERM`, `INT`) and waits up to
+    /// `limit` for the exit status.
+    pub(crate) fn signal(&mut self, name: &str, limit: Duration) -> Option<ExitStatus> {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success());

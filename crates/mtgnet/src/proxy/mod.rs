@@ -195,7 +195,7 @@ impl<C: Connector> Proxy<C> {
                 () = shutdown.triggered() => break,
                 slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
             };
-            let (io, address) = tokio::select! {
+            let (io, peer) = tokio::select! {
                 () = shutdown.triggered() => break,
                 Some(_) = connections.join_next() => continue,
                 accepted = listener.accept() => match accepted {
@@ -213,6 +213,7 @@ impl<C: Connector> Proxy<C> {
             };
             let proxy = self.clone();
             let shutdown = shutdown.clone();
+            let address = peer.address;
             connections.spawn(async move {
                 let _slot = slot;
                 match proxy.serve_connection(io, address, shutdown).await {
@@ -266,7 +267,7 @@ impl<C: Connector> Proxy<C> {
             channel = handshake::server(&mut io, &mut buf, self.config.front()) => channel,
             () = shutdown.triggered() => return Ok(()),
         };
-        let channel = match handshake {
+        let channel = match handshake.1 {
             Ok(channel) => channel,
             Err(e) => {
                 // Closed without a word, as `serve` does; lingering makes

@@ -8,10 +8,13 @@ mod client;
 mod encrypted;
 mod layers;
 mod load;
+mod metrics;
 mod proxy;
 mod runtime;
 mod secrets;
 mod service;
+#[cfg(unix)]
+mod unix;
 mod util;
 mod v2;
 

@@ -69,10 +69,10 @@ struct Counting {
 impl Listener for Counting {
     type Io = TcpStream;
 
-    async fn accept(&mut self) -> std::io::Result<(TcpStream, Option<SocketAddr>)> {
+    async fn accept(&mut self) -> std::io::Result<(TcpStream, mtgnet::Peer)> {
         let (stream, address) = self.inner.accept().await?;
         self.accepted.fetch_add(1, Ordering::SeqCst);
-        Ok((stream, Some(address)))
+        Ok((stream, mtgnet::Peer::from(address)))
     }
 }
 

@@ -353,9 +353,9 @@ struct Handed(tokio::sync::mpsc::Receiver<DuplexStream>);
 impl mtgnet::Listener for Handed {
     type Io = DuplexStream;
 
-    async fn accept(&mut self) -> std::io::Result<(DuplexStream, Option<std::net::SocketAddr>)> {
+    async fn accept(&mut self) -> std::io::Result<(DuplexStream, mtgnet::Peer)> {
         match self.0.recv().await {
-            Some(io) => Ok((io, None)),
+            Some(io) => Ok((io, mtgnet::Peer::default())),
             None => std::future::pending().await,
         }
     }
@@ -419,4 +419,31 @@ async fn a_custom_listener_keeps_the_connection_limit_and_graceful_shutdown() {
         .await
         .expect("task")
         .expect("serve returns Ok");
+}
+
+#[tokio::test]
+async fn accepted_tcp_connections_get_nodelay_and_keepalive_and_their_peer_address() {
+    let mut listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (stream, peer) = bounded(mtgnet::Listener::accept(&mut listener))
+        .await
+        .expect("accept");
+    assert_eq!(peer.address, Some(client.local_addr().expect("addr")));
+    assert_eq!(peer.credentials, None);
+
+    let socket = socket2::SockRef::from(&stream);
+    assert!(socket.tcp_nodelay().expect("TCP_NODELAY"));
+    assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+    assert_eq!(
+        (
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+        ),
+        (Duration::from_secs(60), Duration::from_secs(10), 6)
+    );
 }
