@@ -236,10 +236,15 @@ fn handshakes_are_counted_by_version_and_outcome() {
         let encryption = Encryption::new(Arc::clone(&identity))
             .authorized(AuthorizedKeys::only([client_identity.public_key()]))
             .handshake_timeout(Duration::from_millis(300));
+        let server_key = identity.public_key();
         let server = Server::new(registry(), ServerConfig::encrypted(encryption)).expect("server");
         let shutdown = Shutdown::new();
         let client = |identity: &Arc<IdentitySecret>, version| {
-            ClientConfig::encrypted(Encryption::new(Arc::clone(identity)).version(version))
+            ClientConfig::encrypted(
+                Encryption::new(Arc::clone(identity))
+                    .authorized(AuthorizedKeys::only([server_key]))
+                    .version(version),
+            )
         };
 
         for version in [EncryptionVersion::V1, EncryptionVersion::V2] {
