@@ -8,6 +8,7 @@ mod client;
 mod encrypted;
 mod layers;
 mod load;
+mod reconnect;
 mod runtime;
 mod secrets;
 mod service;
