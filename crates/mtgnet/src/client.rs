@@ -333,13 +333,17 @@ impl Client {
     /// `(x,)`, `()` for none), an array or a `Vec`.
     ///
     /// Waits for a free slot first when
-    /// [`ClientConfig::max_in_flight`] calls are in flight already.
+    /// [`ClientConfig::max_in_flight`] calls are in flight already, and
+    /// for the next connection while the client
+    /// [reconnects](ClientConfig::reconnect).
     ///
     /// # Errors
     ///
     /// [`CallError::Remote`] when the server answers with an error,
     /// [`CallError::Timeout`] (see [`ClientConfig::call_timeout`]),
-    /// [`CallError::Connection`] when the connection fails,
+    /// [`CallError::Connection`] when the connection fails while the call
+    /// is in flight (it may have run), or the client has ended
+    /// ([`Error::GaveUp`], [`Error::Closed`], ...),
     /// [`CallError::Arguments`]/[`CallError::Decode`] for JSON that does not fit.
     pub async fn call<A, R>(&self, service: &str, method: &str, args: A) -> Result<R, CallError>
     where
@@ -401,8 +405,9 @@ impl Client {
     /// # Errors
     ///
     /// [`CallError::Arguments`], [`CallError::Timeout`] when the queue
-    /// stays full for the call timeout, or [`CallError::Connection`] when
-    /// the connection has ended.
+    /// stays full (or, while the client reconnects, no connection comes)
+    /// for the call timeout, or [`CallError::Connection`] when the client
+    /// has ended.
     pub async fn notify<A: Serialize>(
         &self,
         service: &str,

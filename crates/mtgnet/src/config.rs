@@ -269,7 +269,8 @@ impl ClientConfig {
     /// A call that timed out or was cancelled keeps its slot until its
     /// answer arrives. When every slot is held by such abandoned calls,
     /// the connection is closed with
-    /// [`Error::TooManyAbandoned`](crate::Error::TooManyAbandoned).
+    /// [`Error::TooManyAbandoned`](crate::Error::TooManyAbandoned) (with a
+    /// [reconnect policy](ClientConfig::reconnect), a new one is made).
     ///
     /// 0 is refused when the client is created
     /// ([`Error::Config`](crate::Error::Config)); values above

@@ -233,7 +233,6 @@ pub(crate) fn is_permanent(error: &Error) -> bool {
         Error::NotAuthorized(_)
             | Error::InvalidSignature
             | Error::Handshake(HandshakeFailure::Authentication | HandshakeFailure::OnlyV1)
-            | Error::Config(_)
     )
 }
 

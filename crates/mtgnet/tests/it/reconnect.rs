@@ -312,15 +312,23 @@ async fn giving_up_after_n_attempts_fails_waiting_calls_with_the_reason() {
 async fn during_an_outage_calls_time_out_and_calls_in_flight_fail_with_the_connection() {
     let mut first = TestServer::plain().await;
     let addr = first.addr;
-    let config = ClientConfig::plain()
+    // One client whose call is in flight when the server dies, one whose
+    // calls made during the outage run out of time.
+    let patient = bounded(Client::connect(
+        addr,
+        ClientConfig::plain().reconnect(quick()),
+    ))
+    .await
+    .expect("connects");
+    let hurried = ClientConfig::plain()
         .reconnect(quick())
         .call_timeout(Duration::from_millis(300));
-    let client = bounded(Client::connect(addr, config))
+    let hurried = bounded(Client::connect(addr, hurried))
         .await
         .expect("connects");
     let in_flight = tokio::spawn({
-        let client = client.clone();
-        async move { client.call::<_, u64>("Test", "sleep", (250,)).await }
+        let patient = patient.clone();
+        async move { patient.call::<_, u64>("Test", "sleep", (5000,)).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     first.kill().await;
@@ -334,19 +342,22 @@ async fn during_an_outage_calls_time_out_and_calls_in_flight_fail_with_the_conne
     );
 
     // No server: a new call waits for a connection, then runs out of time.
-    let err = bounded(client.call::<_, i64>("Test", "add", (1, 1)))
+    state_reaches(&hurried, |s| matches!(s, ClientState::Reconnecting { .. })).await;
+    let err = bounded(hurried.call::<_, i64>("Test", "add", (1, 1)))
         .await
         .expect_err("no server");
     assert!(matches!(err, CallError::Timeout), "{err:?}");
-    assert!(matches!(client.state(), ClientState::Reconnecting { attempt } if attempt >= 1));
-    assert!(!client.is_closed());
+    assert!(matches!(hurried.state(), ClientState::Reconnecting { attempt } if attempt >= 1));
+    assert!(!hurried.is_closed());
 
     let _second = TestServer::start_on(addr, ServerConfig::plain(), None).await;
-    state_reaches(&client, |s| matches!(s, ClientState::Connected)).await;
-    let sum: i64 = bounded(client.call("Test", "add", (1, 1)))
-        .await
-        .expect("add");
-    assert_eq!(sum, 2);
+    for client in [&patient, &hurried] {
+        state_reaches(client, |s| matches!(s, ClientState::Connected)).await;
+        let sum: i64 = bounded(client.call("Test", "add", (1, 1)))
+            .await
+            .expect("add");
+        assert_eq!(sum, 2);
+    }
 }
 
 #[tokio::test]
