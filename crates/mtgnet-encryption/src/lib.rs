@@ -139,6 +139,23 @@ pub use keys::{EncodedSecret, IdentitySecret, PublicKey};
 pub use session::Session;
 pub use sodium::{Protection, SecretBytes};
 
+/// Fills `buf` with random bytes from libsodium's CSPRNG
+/// (`randombytes_buf`), the generator every nonce and key of this crate
+/// comes from. For anything that needs unpredictable bytes without a
+/// random number crate of its own (the `mtgnet` client jitters its
+/// reconnect delays with it).
+///
+/// ```
+/// let mut a = [0u8; 16];
+/// let mut b = [0u8; 16];
+/// mtgnet_encryption::random_bytes(&mut a);
+/// mtgnet_encryption::random_bytes(&mut b);
+/// assert_ne!(a, b);
+/// ```
+pub fn random_bytes(buf: &mut [u8]) {
+    sodium::random_bytes(buf);
+}
+
 /// Size of an identity secret: libsodium's Ed25519 seed || public key.
 pub const SECRET_SIZE: usize = 64;
 /// Size of an identity public key (Ed25519).

@@ -1,7 +1,10 @@
 //! A client for programs without an async runtime.
 //!
-//! It runs the async [`Client`](crate::Client) on a private single-threaded
-//! tokio runtime, driven only while a call blocks.
+//! It runs the async [`Client`](crate::Client) on a private tokio runtime:
+//! single-threaded and driven only while a call blocks, or, with a
+//! [reconnect policy](crate::ClientConfig::reconnect), on one background
+//! thread, so that a dropped connection is noticed and replaced between
+//! calls too.
 //!
 //! ```no_run
 //! use mtgnet::{blocking, ClientConfig};
@@ -23,6 +26,7 @@ use tokio::runtime::Runtime;
 use crate::client::Reply;
 use crate::config::ClientConfig;
 use crate::error::{CallError, Error};
+use crate::reconnect::ClientState;
 
 /// A blocking MTGNet client: each method returns when its call is answered.
 ///
@@ -61,26 +65,26 @@ pub struct Client {
 impl Client {
     /// Connects over TCP, running the handshake when `config` is encrypted.
     ///
+    /// Without a reconnect policy the connection is served only while a
+    /// method of this client blocks; with one, a background thread (named
+    /// `mtgnet-client`) serves it all the time and reconnects whenever it
+    /// drops, as [`crate::Client`] does: a call made after the server
+    /// restarted finds a new connection, or waits for it within its call
+    /// timeout.
+    ///
     /// # Errors
     ///
     /// As [`crate::Client::connect`], or when the runtime cannot start.
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = runtime_for(&config)?;
         let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
-        let inner = runtime.block_on(async {
-            let stream = tokio::net::TcpStream::connect(&addrs[..]).await?;
-            stream.set_nodelay(true)?;
-            let (client, driver) = crate::Client::new(stream, config).await?;
-            tokio::spawn(driver);
-            Ok::<_, Error>(client)
-        })?;
+        let inner = runtime.block_on(crate::Client::connect(&addrs[..], config))?;
         Ok(Client { runtime, inner })
     }
 
     /// Connects to a server on a Unix-domain socket at `path`, running the
-    /// handshake when `config` is encrypted.
+    /// handshake when `config` is encrypted; see
+    /// [`crate::Client::connect_unix`].
     ///
     /// # Errors
     ///
@@ -90,16 +94,20 @@ impl Client {
         path: impl AsRef<std::path::Path>,
         config: ClientConfig,
     ) -> Result<Client, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = runtime_for(&config)?;
         let inner = runtime.block_on(crate::Client::connect_unix(path, config))?;
         Ok(Client { runtime, inner })
     }
 
-    /// The server's identity key, on an encrypted connection.
+    /// The server's identity key, on an encrypted connection; see
+    /// [`crate::Client::peer_identity`].
     pub fn peer_identity(&self) -> Option<&PublicKey> {
         self.inner.peer_identity()
+    }
+
+    /// Where the client stands; see [`crate::Client::state`].
+    pub fn state(&self) -> ClientState {
+        self.inner.state()
     }
 
     /// Calls `service.method(args...)`; see [`crate::Client::call`].
@@ -159,5 +167,22 @@ impl Client {
     /// As [`crate::Client::batch`].
     pub fn batch(&self, batch: Batch) -> Result<Vec<CallResult>, CallError> {
         self.runtime.block_on(self.inner.batch(batch))
+    }
+}
+
+/// The runtime a blocking client runs on: with a reconnect policy, one
+/// background thread, so that a dropped connection is noticed (and
+/// replaced) between calls; without, the caller's thread during each call.
+fn runtime_for(config: &ClientConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    if config.reconnect_policy().is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mtgnet-client")
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     }
 }

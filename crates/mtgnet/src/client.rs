@@ -1,33 +1,29 @@
-//! The async client: a cheap, cloneable [`Client`] handle and the
-//! [`ClientDriver`] that owns the connection.
+//! The async client: a cheap, cloneable [`Client`] handle, whose
+//! [`ClientDriver`] (in `driver.rs`) runs the connection and reconnects.
 
 use std::future::Future;
-use std::io::IoSlice;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use bytes::BytesMut;
 use futures::future::BoxFuture;
 use mtgnet_encryption::PublicKey;
-use mtgnet_proto::RequestError;
-use mtgnet_proto::client::{Batch, ClientCore, RequestKey};
-use mtgnet_proto::wire::{self, CallResult};
+use mtgnet_proto::client::Batch;
+use mtgnet_proto::wire::CallResult;
 use mtgnet_proto::{Condition, RawJson};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::net::ToSocketAddrs;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
-use crate::error::{CallError, Error};
-use crate::handshake::{self, Channel};
-use crate::transport::{self, Framer, MessageReader};
-
-/// Requests queued for the writer before callers wait (back-pressure).
-const OUTGOING_QUEUE: usize = 256;
+use crate::connection::{Connection, Refused, Sent};
+use crate::driver::{self, ClientDriver, Dial, Route, Shared};
+use crate::error::{CallError, ConfigError, Error};
+use crate::reconnect::ClientState;
+use crate::tcp;
 
 /// A successful call's data, with the warnings that came with it.
 ///
@@ -72,163 +68,85 @@ impl Reply {
     }
 }
 
-/// What a caller waits on, kept in the core's table with its request.
-struct Waiter {
-    /// Wakes the caller with the request's results; dropped unsent, it
-    /// wakes the caller with the reason the connection closed.
-    reply: oneshot::Sender<Vec<CallResult>>,
-    /// The request's share of the cap on calls in flight. The core keeps
-    /// the waiter until the response arrives, abandoned or not, so the
-    /// slots are released exactly then (or when the connection ends).
-    _slots: Option<OwnedSemaphorePermit>,
-}
-
-/// The table of calls in flight and the connection's fate.
-struct State {
-    core: ClientCore<Waiter>,
-    /// Set once, when the connection ends; every later call fails with it.
-    closed: Option<Arc<Error>>,
-}
-
-/// Shared by the handles and the driver.
-struct Shared {
-    state: Mutex<State>,
-    /// Free slots of the cap on calls in flight; callers wait here, first
-    /// come first served, for as many as their request takes. Closed when
-    /// the connection ends, so that waiting callers fail at once.
-    slots: Arc<Semaphore>,
-    /// Asks the driver to close the connection now.
-    close: Notify,
-    /// Bytes queued for the writer so far. A frame's end offset in the
-    /// byte stream is known by queueing it under this lock, so that a
-    /// caller can wait until the writer has written past it.
-    queued: Mutex<u64>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the table half-updated
-    // in a way that matters more than losing the connection would.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A connection to an MTGNet server: cheap to clone, usable from many tasks
 /// at once; calls made concurrently are pipelined on the one connection.
 ///
+/// With a [reconnect policy](ClientConfig::reconnect) it survives the
+/// server: when the connection drops it connects again, and the same
+/// handle works again without the caller doing anything; see
+/// [`Client::state`] to observe it.
+///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use mtgnet::{Client, ClientConfig};
+/// use mtgnet::{Client, ClientConfig, Reconnect};
 ///
 /// let client = Client::connect("127.0.0.1:7707", ClientConfig::plain()).await?;
 /// let sum: i64 = client.call("Test", "add", (2, 3)).await?;
 /// let version: serde_json::Value = client.call("System", "rpcVersion", ()).await?;
 /// client.notify("Test", "echo", ("fire and forget",)).await?;
+///
+/// // One that reconnects when the server restarts.
+/// let lasting = Client::connect("127.0.0.1:7707", ClientConfig::plain().reconnect(Reconnect::new())).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    outgoing: mpsc::Sender<BytesMut>,
-    /// Frames (and seals) requests in the calling task.
-    framer: Framer,
-    config: Arc<ClientConfig>,
-    /// The checked cap on calls in flight.
-    max_in_flight: usize,
-    peer_identity: Option<PublicKey>,
-    /// Turns `true` once the driver has finished and the socket is closed.
-    finished: watch::Receiver<bool>,
-    /// Bytes the socket has accepted so far (see [`Shared::queued`]).
-    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
-    written: watch::Receiver<u64>,
-}
-
-/// Owns the connection of a [`Client`]: reads responses, writes requests.
-///
-/// It must be polled (spawned) for the client to make progress, and it
-/// finishes when the connection ends: when the peer closes it, after a
-/// fatal error, or once every `Client` handle has been dropped. If it is
-/// dropped before it finishes (its task aborted, its runtime shut down),
-/// the connection ends all the same: every waiting call fails with
-/// [`Error::Closed`], and so does every later call.
-///
-/// ```
-/// use mtgnet::{demo, Client, ClientConfig, Registry, Server, ServerConfig};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain())?;
-/// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-/// let shutdown = mtgnet::Shutdown::new();
-/// tokio::spawn(async move { server.serve_connection(server_io, None, shutdown).await });
-///
-/// let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
-/// let driver = tokio::spawn(driver);
-/// let echoed: String = client.call("Test", "echo", ("hi",)).await?;
-/// assert_eq!(echoed, "hi");
-///
-/// drop(client);
-/// driver.await?;
-/// # Ok(()) }
-/// ```
-#[must_use = "a client makes no progress unless its driver is spawned or awaited"]
-pub struct ClientDriver {
-    future: BoxFuture<'static, ()>,
-}
-
-impl Future for ClientDriver {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.future.as_mut().poll(cx)
-    }
-}
-
-impl std::fmt::Debug for ClientDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientDriver")
-    }
+    /// Where calls go now. The driver sees when every handle is gone by
+    /// these receivers: hold none anywhere else.
+    route: watch::Receiver<Route>,
+    state: watch::Receiver<ClientState>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let in_flight = match &*self.route.borrow() {
+            Route::Up(connection) => connection.in_flight(),
+            Route::Down | Route::Ended(_) => 0,
+        };
         f.debug_struct("Client")
-            .field("peer_identity", &self.peer_identity)
-            .field("in_flight", &lock(&self.shared.state).core.in_flight())
+            .field("state", &*self.state.borrow())
+            .field("peer_identity", &self.peer_identity())
+            .field("in_flight", &in_flight)
             .finish()
     }
 }
 
-/// A request registered and queued for writing.
-struct Sent {
-    /// The caller's end of the request's [`Waiter`]; `None` for
-    /// notifications only, which get no response.
-    answer: Option<(RequestKey, oneshot::Receiver<Vec<CallResult>>)>,
-    /// Where the request's frame ends in the byte stream.
-    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
-    end: u64,
-}
-
 impl Client {
-    /// Connects over TCP (with `TCP_NODELAY`), runs the handshake when the
-    /// config is encrypted, and spawns the driver on the current tokio runtime.
+    /// Connects over TCP within the
+    /// [connect timeout](ClientConfig::connect_timeout) (with
+    /// `TCP_NODELAY` and [keepalive](ClientConfig::tcp_keepalive)), runs
+    /// the handshake when the config is encrypted, and spawns the driver
+    /// on the current tokio runtime.
+    ///
+    /// With a [reconnect policy](ClientConfig::reconnect), the driver
+    /// reconnects to the addresses `addr` resolved to now; to resolve a
+    /// name again on every attempt, use [`Client::with_connector`].
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for settings that cannot work (checked before
-    /// connecting); connecting fails, or the handshake does (size, timeout,
-    /// closed, invalid signature, server not authorized).
+    /// connecting); resolving or connecting fails or times out, or the
+    /// handshake does (size, timeout, closed, invalid signature, server
+    /// not authorized). The first connection is not retried.
     pub async fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client, Error> {
-        config.check()?;
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (client, driver) = Client::new(stream, config).await?;
+        config.validate()?;
+        let addrs: Arc<[SocketAddr]> =
+            within_connect_timeout(&config, tokio::net::lookup_host(addr))
+                .await?
+                .collect();
+        let keepalive = config.keepalive_idle();
+        let connector = move || tcp::connect(Arc::clone(&addrs), keepalive);
+        let (client, driver) = Client::with_connector(connector, config).await?;
         tokio::spawn(driver);
         Ok(client)
     }
 
-    /// Connects to a server on a Unix-domain socket at `path`, runs the
-    /// handshake when the config is encrypted, and spawns the driver on the
-    /// current tokio runtime. The server sees this process's user, group
-    /// and process ids.
+    /// Connects to a server on a Unix-domain socket at `path` (again on
+    /// every reconnect, with a [reconnect policy](ClientConfig::reconnect)),
+    /// runs the handshake when the config is encrypted, and spawns the
+    /// driver on the current tokio runtime. The server sees this process's
+    /// user, group and process ids.
     ///
     /// # Errors
     ///
@@ -238,99 +156,197 @@ impl Client {
         path: impl AsRef<std::path::Path>,
         config: ClientConfig,
     ) -> Result<Client, Error> {
-        config.check()?;
-        let stream = tokio::net::UnixStream::connect(path).await?;
-        let (client, driver) = Client::new(stream, config).await?;
+        config.validate()?;
+        let path: Arc<std::path::Path> = path.as_ref().into();
+        let connector = move || tokio::net::UnixStream::connect(Arc::clone(&path));
+        let (client, driver) = Client::with_connector(connector, config).await?;
         tokio::spawn(driver);
         Ok(client)
     }
 
-    /// Sets up a client over any byte stream; the caller runs the driver.
+    /// Sets up a client over streams that `connector` opens: once now,
+    /// and (with a [reconnect policy](ClientConfig::reconnect)) again
+    /// whenever the connection drops. The caller runs the driver. Each
+    /// call of `connector` is bounded by the
+    /// [connect timeout](ClientConfig::connect_timeout); the handshake runs
+    /// over every stream it opens.
+    ///
+    /// Any byte stream will do: a Unix-domain socket, a TCP stream with
+    /// options of your own, a name resolved again on every attempt.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mtgnet::{Client, ClientConfig, Reconnect};
+    ///
+    /// let config = ClientConfig::plain().reconnect(Reconnect::new());
+    /// let (client, driver) = Client::with_connector(
+    ///     || tokio::net::TcpStream::connect("rpc.example.com:7707"),
+    ///     config,
+    /// )
+    /// .await?;
+    /// tokio::spawn(driver);
+    /// let sum: i64 = client.call("Test", "add", (2, 3)).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`Client::connect`], for the settings and the handshake.
-    pub async fn new<S>(mut io: S, config: ClientConfig) -> Result<(Client, ClientDriver), Error>
+    /// As [`Client::connect`], for the settings, the first connection and
+    /// its handshake.
+    pub async fn with_connector<C, F, S>(
+        mut connector: C,
+        config: ClientConfig,
+    ) -> Result<(Client, ClientDriver), Error>
+    where
+        C: FnMut() -> F + Send + 'static,
+        F: Future<Output = io::Result<S>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        config.validate()?;
+        let max_in_flight = config.in_flight_cap()?;
+        let io = within_connect_timeout(&config, connector()).await?;
+        let first = Connection::open(io, &config, max_in_flight).await?;
+        let dial = config.reconnect_policy().map(|_| {
+            // Every reconnect must reach the server the client first met.
+            let config = Arc::new(config.pinned_to(first.0.peer_identity()));
+            Box::new(move || {
+                let connecting = connector();
+                let config = Arc::clone(&config);
+                Box::pin(async move {
+                    let io = within_connect_timeout(&config, connecting).await?;
+                    Connection::open(io, &config, max_in_flight).await
+                }) as BoxFuture<'static, _>
+            }) as Dial
+        });
+        Ok(Client::start(first, dial, config, max_in_flight))
+    }
+
+    /// Sets up a client over any byte stream; the caller runs the driver.
+    /// It cannot reconnect (it has no way to open another stream), so a
+    /// [reconnect policy](ClientConfig::reconnect) is refused: see
+    /// [`Client::with_connector`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`], for the settings and the handshake;
+    /// [`ConfigError::NotApplicable`] for a reconnect policy.
+    pub async fn new<S>(io: S, config: ClientConfig) -> Result<(Client, ClientDriver), Error>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let max_in_flight = config.check()?;
-        let mut buf = BytesMut::new();
-        let channel = match config.encryption() {
-            Some(encryption) => handshake::client(&mut io, &mut buf, encryption).await?,
-            None => Channel::Plain,
-        };
-        let peer_identity = channel.peer_identity();
-        let (opening, framer) = transport::split(channel);
-        let (rd, wr) = tokio::io::split(io);
-        let reader = MessageReader::new(rd, buf, config.frame_limit(), opening);
-        let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
+        config.validate()?;
+        let max_in_flight = config.in_flight_cap()?;
+        if config.reconnect_policy().is_some() {
+            return Err(ConfigError::NotApplicable {
+                setting: "reconnect",
+                reason: "Client::new has one stream and no way to open another; use Client::with_connector or Client::connect",
+            }
+            .into());
+        }
+        let first = Connection::open(io, &config, max_in_flight).await?;
+        Ok(Client::start(first, None, config, max_in_flight))
+    }
+
+    fn start(
+        first: (Connection, crate::connection::Driving),
+        dial: Option<Dial>,
+        config: ClientConfig,
+        max_in_flight: std::num::NonZeroUsize,
+    ) -> (Client, ClientDriver) {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                core: ClientCore::with_max_in_flight(max_in_flight),
-                closed: None,
-            }),
+            config,
+            max_in_flight,
             slots: Arc::new(Semaphore::new(max_in_flight.get())),
-            close: Notify::new(),
-            queued: Mutex::new(0),
+            close: CancellationToken::new(),
+            peer_identity: first.0.peer_identity(),
         });
-        let (finish, finished) = watch::channel(false);
-        let (written_sender, written) = watch::channel(0);
-        let writer = CountingWriter {
-            io: wr,
-            written: written_sender,
-        };
-        // The guard is moved into the future: whether the future finishes,
-        // is dropped unpolled, or is dropped half way (an aborted task, a
-        // runtime shutting down), the guard's `Drop` ends the connection.
-        let guard = DriverGuard {
-            shared: Arc::clone(&shared),
-            finish,
-            reason: None,
-        };
-        let stall = config.write_stall_limit();
-        let closing = framer.clone();
-        let future = async move {
-            let mut guard = guard;
-            let shared = Arc::clone(&guard.shared);
-            guard.reason = Some(drive(reader, writer, queue, stall, closing, &shared).await);
-        };
-        let client = Client {
-            shared,
-            outgoing,
-            framer,
-            config: Arc::new(config),
-            max_in_flight: max_in_flight.get(),
-            peer_identity,
-            finished,
-            written,
-        };
-        Ok((
-            client,
-            ClientDriver {
-                future: Box::pin(future),
+        let (route, state, driver) = driver::start(first, dial, &shared);
+        (
+            Client {
+                shared,
+                route,
+                state,
             },
-        ))
+            driver,
+        )
     }
 
-    /// The server's identity key, on an encrypted connection (the seed's `remote-key`).
+    /// The server's identity key, on an encrypted connection (the seed's
+    /// `remote-key`). It is the same for the client's whole life: a
+    /// reconnect must reach a server that proves this same key.
     pub fn peer_identity(&self) -> Option<&PublicKey> {
-        self.peer_identity.as_ref()
+        self.shared.peer_identity.as_ref()
     }
 
-    /// Whether the connection has ended; every call now fails.
+    /// Where the client stands now: connected, reconnecting (which
+    /// attempt), or ended (failed, with the reason, or closed).
+    ///
+    /// ```
+    /// # use mtgnet::{demo, Client, ClientConfig, ClientState, Registry, Server, ServerConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::new(Registry::new().with(demo::test_service()), ServerConfig::plain())?;
+    /// # let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    /// # tokio::spawn(async move { server.serve_connection(server_io, None, mtgnet::Shutdown::new()).await });
+    /// let (client, driver) = Client::new(client_io, ClientConfig::plain()).await?;
+    /// tokio::spawn(driver);
+    /// assert!(matches!(client.state(), ClientState::Connected));
+    /// client.close().await;
+    /// assert!(matches!(client.state(), ClientState::Closed));
+    /// # Ok(()) }
+    /// ```
+    pub fn state(&self) -> ClientState {
+        self.state.borrow().clone()
+    }
+
+    /// Every change of [`Client::state`], as a `watch` receiver: its
+    /// [`changed`](watch::Receiver::changed) resolves at the next change
+    /// (and fails once the state is final and the driver has finished).
+    /// Holding it does not keep the client alive.
+    ///
+    /// ```no_run
+    /// # async fn example(client: mtgnet::Client) {
+    /// use mtgnet::ClientState;
+    ///
+    /// let mut states = client.state_changes();
+    /// while states.changed().await.is_ok() {
+    ///     match &*states.borrow() {
+    ///         ClientState::Reconnecting { attempt } => eprintln!("reconnecting, attempt {attempt}"),
+    ///         ClientState::Failed(reason) => eprintln!("gave up: {reason}"),
+    ///         other => eprintln!("{other:?}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn state_changes(&self) -> watch::Receiver<ClientState> {
+        let mut states = self.state.clone();
+        states.mark_unchanged();
+        states
+    }
+
+    /// Whether the client has ended: every call now fails. A client that
+    /// is reconnecting has not ended.
     pub fn is_closed(&self) -> bool {
-        lock(&self.shared.state).closed.is_some() || self.outgoing.is_closed()
+        match &*self.route.borrow() {
+            Route::Ended(_) => true,
+            Route::Up(connection) => {
+                connection.is_ended() && self.shared.config.reconnect_policy().is_none()
+            }
+            Route::Down => false,
+        }
     }
 
-    /// Closes the connection: calls still waiting fail with
-    /// [`Error::Closed`], and the socket is closed once the driver has
-    /// stopped, which this waits for. Every clone of this client is closed.
+    /// Closes the client: stops reconnecting, closes the connection (what
+    /// is queued is written first), and waits until the driver has stopped
+    /// and the socket is closed. Calls still waiting fail with
+    /// [`Error::Closed`], and so does every later call, on every clone of
+    /// this client. The state becomes [`ClientState::Closed`] (unless the
+    /// client had ended already).
     pub async fn close(&self) {
-        self.shared.close.notify_one();
-        let mut finished = self.finished.clone();
-        // An error means the driver was dropped: the socket is gone as well.
-        let _ = finished.wait_for(|done| *done).await;
+        self.shared.close.cancel();
+        let mut state = self.state.clone();
+        // An error means the driver is gone: the socket is gone as well.
+        let _ = state.wait_for(ClientState::is_final).await;
     }
 
     /// Calls `service.method(args...)` and reads the result into `R`.
@@ -339,13 +355,17 @@ impl Client {
     /// `(x,)`, `()` for none), an array or a `Vec`.
     ///
     /// Waits for a free slot first when
-    /// [`ClientConfig::max_in_flight`] calls are in flight already.
+    /// [`ClientConfig::max_in_flight`] calls are in flight already, and
+    /// for the next connection while the client
+    /// [reconnects](ClientConfig::reconnect).
     ///
     /// # Errors
     ///
     /// [`CallError::Remote`] when the server answers with an error,
     /// [`CallError::Timeout`] (see [`ClientConfig::call_timeout`]),
-    /// [`CallError::Connection`] when the connection fails,
+    /// [`CallError::Connection`] when the connection fails while the call
+    /// is in flight (it may have run), or the client has ended
+    /// ([`Error::GaveUp`], [`Error::Closed`], ...),
     /// [`CallError::Arguments`]/[`CallError::Decode`] for JSON that does not fit.
     pub async fn call<A, R>(&self, service: &str, method: &str, args: A) -> Result<R, CallError>
     where
@@ -407,8 +427,9 @@ impl Client {
     /// # Errors
     ///
     /// [`CallError::Arguments`], [`CallError::Timeout`] when the queue
-    /// stays full for the call timeout, or [`CallError::Connection`] when
-    /// the connection has ended.
+    /// stays full (or, while the client reconnects, no connection comes)
+    /// for the call timeout, or [`CallError::Connection`] when the client
+    /// has ended.
     pub async fn notify<A: Serialize>(
         &self,
         service: &str,
@@ -433,15 +454,8 @@ impl Client {
         let mut batch = Batch::new();
         batch.notify(service, method, args_json(&args)?);
         self.within_call_timeout(async {
-            let sent = self.send(&batch).await?;
-            let mut written = self.written.clone();
-            // An error means the driver has ended: the value is final.
-            let _ = written.wait_for(|&bytes| bytes >= sent.end).await;
-            if *written.borrow() >= sent.end {
-                Ok(())
-            } else {
-                Err(self.closed_error())
-            }
+            let (connection, sent) = self.send(&batch).await?;
+            connection.written_past(sent.end).await
         })
         .await
     }
@@ -469,7 +483,7 @@ impl Client {
         &self,
         work: impl Future<Output = Result<T, CallError>>,
     ) -> Result<T, CallError> {
-        match self.config.timeout() {
+        match self.shared.config.timeout() {
             Some(limit) => tokio::time::timeout(limit, work)
                 .await
                 .unwrap_or(Err(CallError::Timeout)),
@@ -479,26 +493,18 @@ impl Client {
 
     /// Sends the batch and waits for its response.
     async fn exchange(&self, batch: &Batch) -> Result<Vec<CallResult>, CallError> {
-        let Some((key, receiver)) = self.send(batch).await?.answer else {
-            return Ok(Vec::new());
-        };
-        let mut abandon = Abandon {
-            client: self,
-            key,
-            armed: true,
-        };
-        let outcome = receiver.await.map_err(|_| self.closed_error());
-        // Answered, or failed with the connection: either way the request
-        // has left the table.
-        abandon.armed = false;
-        outcome
+        let (connection, sent) = self.send(batch).await?;
+        match sent.answer {
+            Some(answer) => connection.answer(answer).await,
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// Waits for the batch's slots and room in the queue, registers the
-    /// batch in the table and queues its frame.
-    async fn send(&self, batch: &Batch) -> Result<Sent, CallError> {
-        let needed = batch.calls().min(self.max_in_flight);
-        let slots = if needed == 0 {
+    /// Waits for the batch's slots, then for a connection (while the
+    /// client reconnects), and sends the batch on it.
+    async fn send(&self, batch: &Batch) -> Result<(Connection, Sent), CallError> {
+        let needed = batch.calls().min(self.shared.max_in_flight.get());
+        let mut slots = if needed == 0 {
             None
         } else {
             // `needed` is at most the checked cap, which fits a u32.
@@ -506,54 +512,63 @@ impl Client {
             let acquired = Arc::clone(&self.shared.slots)
                 .acquire_many_owned(count)
                 .await;
-            Some(acquired.map_err(|_| self.closed_error())?)
+            Some(acquired.map_err(|_| self.ended_error())?)
         };
-        let permit = self
-            .outgoing
-            .reserve()
-            .await
-            .map_err(|_| self.closed_error())?;
-        let mut payload = Vec::with_capacity(64 * batch.len());
-        let (reply, receiver) = oneshot::channel();
-        let waiter = Waiter {
-            reply,
-            _slots: slots,
-        };
-        let key = {
-            let mut state = lock(&self.shared.state);
-            if let Some(e) = &state.closed {
-                return Err(CallError::Connection(Arc::clone(e)));
+        loop {
+            let route = self.route.borrow().clone();
+            match route {
+                Route::Up(connection) => match connection.send(batch, slots).await {
+                    Ok(sent) => return Ok((connection, sent)),
+                    Err(Refused::Failed(e)) => return Err(e),
+                    Err(Refused::Ended(returned)) => {
+                        // It never left: it goes to the next connection.
+                        slots = returned;
+                        self.route_leaves(|route| !route.is_up(&connection)).await?;
+                    }
+                },
+                Route::Down => {
+                    self.route_leaves(|route| !matches!(route, Route::Down))
+                        .await?;
+                }
+                Route::Ended(reason) => return Err(CallError::Connection(reason)),
             }
-            state
-                .core
-                .encode_request(batch, &mut payload, waiter)
-                .map_err(|e| match e {
-                    RequestError::Json(e) => CallError::Arguments(Arc::new(e)),
-                    other => CallError::Connection(Arc::new(Error::Request(other))),
-                })?
-        };
-        // Sealed outside the locks; registered and queued with no await in
-        // between, so a cancelled caller never leaves a request registered
-        // but unsent.
-        let end = self
-            .framer
-            .send(&payload, |frame| {
-                let mut queued = lock(&self.shared.queued);
-                *queued += frame.len() as u64;
-                permit.send(frame);
-                *queued
-            })
-            .map_err(|e| CallError::Connection(Arc::new(e)))?;
-        Ok(Sent {
-            answer: key.map(|key| (key, receiver)),
-            end,
-        })
+        }
     }
 
-    fn closed_error(&self) -> CallError {
-        let reason = lock(&self.shared.state).closed.clone();
-        CallError::Connection(reason.unwrap_or_else(|| Arc::new(Error::Closed)))
+    /// Waits until the route satisfies `moved`.
+    async fn route_leaves(&self, moved: impl FnMut(&Route) -> bool) -> Result<(), CallError> {
+        let mut route = self.route.clone();
+        // The driver publishes its end before it goes: an error here
+        // means it has ended.
+        match route.wait_for(moved).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.ended_error()),
+        }
     }
+
+    /// The error of a call made after the client ended.
+    fn ended_error(&self) -> CallError {
+        match &*self.route.borrow() {
+            Route::Ended(reason) => CallError::Connection(Arc::clone(reason)),
+            Route::Up(_) | Route::Down => CallError::Connection(Arc::new(Error::Closed)),
+        }
+    }
+}
+
+/// Bounds connecting by the connect timeout.
+async fn within_connect_timeout<T>(
+    config: &ClientConfig,
+    connecting: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let limit = config.connect_time_limit();
+    tokio::time::timeout(limit, connecting)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting timed out after {limit:?}"),
+            ))
+        })
 }
 
 /// Serializes call arguments: a JSON array, or `()` (JSON `null`) for none.
@@ -567,163 +582,4 @@ pub(crate) fn args_json<A: Serialize>(args: &A) -> Result<RawJson, CallError> {
         return Err(CallError::Arguments(Arc::new(e)));
     }
     Ok(json)
-}
-
-/// Abandons a request whose caller stopped waiting (timeout or
-/// cancellation), and closes the connection when abandoned requests hold
-/// every slot.
-struct Abandon<'a> {
-    client: &'a Client,
-    key: RequestKey,
-    /// Cleared once the request has left the table.
-    armed: bool,
-}
-
-impl Drop for Abandon<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let shared = &self.client.shared;
-        let mut state = lock(&shared.state);
-        state.core.abandon(self.key);
-        if state.core.all_slots_abandoned() && state.closed.is_none() {
-            let max_in_flight = state.core.max_in_flight();
-            state.closed = Some(Arc::new(Error::TooManyAbandoned { max_in_flight }));
-            shared.close.notify_one();
-        }
-    }
-}
-
-/// Ends the connection when the driver's future goes away, however it
-/// goes: records why, fails every waiting call (and every later one), and
-/// tells [`Client::close`] the driver is done.
-struct DriverGuard {
-    shared: Arc<Shared>,
-    finish: watch::Sender<bool>,
-    /// Why the driver stopped; `None` when its future was dropped unfinished.
-    reason: Option<Error>,
-}
-
-impl Drop for DriverGuard {
-    fn drop(&mut self) {
-        let reason = self.reason.take().unwrap_or(Error::Closed);
-        let waiters = {
-            let mut state = lock(&self.shared.state);
-            // A reason recorded earlier (too many abandoned calls) stands.
-            state.closed.get_or_insert_with(|| Arc::new(reason));
-            state.core.fail_all()
-        };
-        // Callers waiting for a slot fail now, and later calls at once.
-        self.shared.slots.close();
-        // Dropping the senders wakes every waiting call with the reason above.
-        drop(waiters);
-        let _ = self.finish.send(true);
-    }
-}
-
-/// Counts the bytes the socket accepts, for callers that wait until their
-/// frame has been written.
-struct CountingWriter<W> {
-    io: W,
-    written: watch::Sender<u64>,
-}
-
-impl<W> CountingWriter<W> {
-    fn count(&self, polled: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
-        if let Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                self.written.send_modify(|bytes| *bytes += n as u64);
-            }
-        }
-        polled
-    }
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for CountingWriter<W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.count(polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.count(polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// The driver: reads responses until the connection ends, while the writer
-/// sends requests. Either side ending ends both. Returns why it ended; the
-/// [`DriverGuard`] does the rest.
-async fn drive<R, W>(
-    mut reader: MessageReader<R>,
-    wr: W,
-    queue: mpsc::Receiver<BytesMut>,
-    write_stall: Option<Duration>,
-    framer: Framer,
-    shared: &Shared,
-) -> Error
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let read = async {
-        loop {
-            let payload = match reader.next().await {
-                Ok(Some(payload)) => payload,
-                Ok(None) => return Error::Closed,
-                Err(e) => return e,
-            };
-            // Parsed before taking the lock, which only matches ids: a
-            // large response does not hold up every other caller.
-            let results = match wire::parse_response(&payload) {
-                Ok(results) => results,
-                Err(e) => return Error::Protocol(e.into()),
-            };
-            drop(payload);
-            let mut state = lock(&shared.state);
-            if let Err(e) = state.core.handle_results(results) {
-                return Error::Protocol(e);
-            }
-            while let Some(done) = state.core.poll_completion() {
-                // The caller may have just gone away; nothing to do then.
-                // The request's slots are released as the waiter drops.
-                let _ = done.waiter.reply.send(done.results);
-            }
-        }
-    };
-    // Closing (`Client::close`, or every handle dropped) goes through the
-    // writer: what is queued is written, then (v2) the close record.
-    let reason = tokio::select! {
-        reason = read => reason,
-        written = transport::write_messages(wr, queue, write_stall, framer, Some(&shared.close)) => match written {
-            Ok(()) => Error::Closed,
-            Err(e) => Error::Io(e),
-        },
-    };
-    match &reason {
-        Error::Closed => tracing::debug!("client connection closed"),
-        e => tracing::debug!(error = %e, "client connection failed"),
-    }
-    reason
 }

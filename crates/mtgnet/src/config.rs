@@ -10,9 +10,17 @@ use mtgnet_proto::client::DEFAULT_MAX_IN_FLIGHT;
 use mtgnet_proto::framing::DEFAULT_MAX_FRAME;
 
 use crate::error::ConfigError;
+use crate::reconnect::Reconnect;
 
 /// Default bound on a handshake: 10 s (PROTOCOL.md section 6.2).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default bound on connecting (resolving the name, the TCP connect): 10 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default TCP keepalive idle time of a client's connection: 30 s (a
+/// probe every 10 s after that, 3 unanswered probes fail the connection).
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Which version of the encryption extension a connection speaks.
 ///
@@ -212,14 +220,17 @@ impl Encryption {
 
 /// Client settings.
 ///
-/// Every wait has a bound by default: a call fails after 60 s without an
-/// answer, a write that makes no progress for 30 s fails the connection,
-/// and at most 1,024 calls are in flight at once (further calls wait for a
-/// slot).
+/// Every wait has a bound by default: connecting fails after 10 s, the
+/// handshake after 10 s, a call after 60 s without an answer, a write that
+/// makes no progress for 30 s fails the connection, a peer that vanished
+/// without closing is noticed by TCP keepalive within about a minute, and
+/// at most 1,024 calls are in flight at once (further calls wait for a
+/// slot). By default a client does not reconnect: see
+/// [`reconnect`](ClientConfig::reconnect).
 ///
 /// ```
 /// use std::time::Duration;
-/// use mtgnet::ClientConfig;
+/// use mtgnet::{ClientConfig, Reconnect};
 ///
 /// let config = ClientConfig::plain()
 ///     .call_timeout(Duration::from_secs(30))
@@ -228,6 +239,12 @@ impl Encryption {
 ///
 /// // Calls that may take as long as they need, bounded by the connection only.
 /// let patient = ClientConfig::plain().call_timeout(None);
+///
+/// // A long-running client that survives server restarts.
+/// let resilient = ClientConfig::plain()
+///     .reconnect(Reconnect::new().max_delay(Duration::from_secs(10)))
+///     .connect_timeout(Duration::from_secs(3));
+/// assert!(resilient.validate().is_ok());
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -236,11 +253,15 @@ pub struct ClientConfig {
     max_frame: usize,
     max_in_flight: usize,
     write_stall: Option<Duration>,
+    connect_timeout: Duration,
+    tcp_keepalive: Option<Duration>,
+    reconnect: Option<Reconnect>,
 }
 
 impl ClientConfig {
     /// An unencrypted connection; 60 s call timeout, 30 s write stall,
-    /// 1,024 calls in flight, 16 MiB frames.
+    /// 1,024 calls in flight, 16 MiB frames, 10 s connect timeout, TCP
+    /// keepalive after 30 s idle, no reconnecting.
     pub fn plain() -> ClientConfig {
         ClientConfig {
             encryption: None,
@@ -248,6 +269,9 @@ impl ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             write_stall: Some(Duration::from_secs(30)),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            reconnect: None,
         }
     }
 
@@ -262,8 +286,10 @@ impl ClientConfig {
     /// Fails a call with [`CallError::Timeout`](crate::CallError::Timeout)
     /// when it takes longer than `timeout` (default 60 s), counted from
     /// the call: waiting for a free slot (see
-    /// [`max_in_flight`](ClientConfig::max_in_flight)) and for the answer.
-    /// `None` waits as long as the connection lives. The connection stays
+    /// [`max_in_flight`](ClientConfig::max_in_flight)), for a connection
+    /// while the client [reconnects](ClientConfig::reconnect), and for the
+    /// answer. `None` waits as long as the connection lives (with a
+    /// reconnect policy: until the policy gives up). The connection stays
     /// usable after a timeout.
     #[must_use]
     pub fn call_timeout(mut self, timeout: impl Into<Option<Duration>>) -> ClientConfig {
@@ -286,7 +312,8 @@ impl ClientConfig {
     /// A call that timed out or was cancelled keeps its slot until its
     /// answer arrives. When every slot is held by such abandoned calls,
     /// the connection is closed with
-    /// [`Error::TooManyAbandoned`](crate::Error::TooManyAbandoned).
+    /// [`Error::TooManyAbandoned`](crate::Error::TooManyAbandoned) (with a
+    /// [reconnect policy](ClientConfig::reconnect), a new one is made).
     ///
     /// 0 is refused when the client is created
     /// ([`Error::Config`](crate::Error::Config)); values above
@@ -307,9 +334,147 @@ impl ClientConfig {
         self
     }
 
+    /// Bounds connecting (default 10 s): resolving the server's name and
+    /// the TCP connect for [`Client::connect`](crate::Client::connect), the
+    /// connector's future for
+    /// [`Client::with_connector`](crate::Client::with_connector); on every
+    /// reconnect attempt too. It fails with
+    /// [`Error::Io`](crate::Error::Io) of kind `TimedOut`. The handshake
+    /// that follows has its own bound
+    /// ([`Encryption::handshake_timeout`]). Zero is refused when the client
+    /// is created.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// TCP keepalive on the connections of
+    /// [`Client::connect`](crate::Client::connect) (default 30 s): after
+    /// `idle` without traffic the system sends a probe, then one every
+    /// `idle / 3` (at least 1 s), and fails the connection after 3
+    /// unanswered probes (Linux, macOS, the BSDs, Windows; elsewhere the
+    /// system's count). A server that vanished without closing (its host
+    /// lost power, a NAT or firewall forgot the connection) is thus
+    /// noticed within about twice `idle` even when no call is waiting, and
+    /// with a [reconnect policy](ClientConfig::reconnect) the client
+    /// reconnects. `None` leaves keepalive off. Less than 1 s is refused
+    /// when the client is created (the system counts whole seconds).
+    ///
+    /// `TCP_NODELAY` is always set: requests are written whole, at once,
+    /// and must not wait for the acknowledgement of the previous one.
+    #[must_use]
+    pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> ClientConfig {
+        self.tcp_keepalive = idle.into();
+        self
+    }
+
+    /// Reconnects when the connection drops, following `policy` (default
+    /// `None`: a client dies with its connection). The client then lives
+    /// until [`Client::close`](crate::Client::close), until every handle is
+    /// dropped, or until the policy gives up; see
+    /// [`Client::state`](crate::Client::state) to observe it.
+    ///
+    /// When the connection drops:
+    ///
+    /// * calls in flight on it fail with
+    ///   [`CallError::Connection`](crate::CallError::Connection). **They may
+    ///   have run**: the server may have received the request, run it,
+    ///   and lost only the answer; MTGNet cannot tell. Retry only calls
+    ///   that are safe to run twice.
+    /// * new calls (and calls waiting for a slot) wait for the next
+    ///   connection, within their [call timeout](ClientConfig::call_timeout)
+    ///   ([`CallError::Timeout`](crate::CallError::Timeout) when it runs
+    ///   out: such a call was never sent). They take their slot of
+    ///   [`max_in_flight`](ClientConfig::max_in_flight) while waiting, so no
+    ///   more calls wait than could be in flight. When the policy gives up
+    ///   they fail at once with [`Error::GaveUp`](crate::Error::GaveUp).
+    /// * every attempt connects again (within the
+    ///   [connect timeout](ClientConfig::connect_timeout)) and runs the
+    ///   handshake again with the same settings (encryption version, our
+    ///   identity), and the server must prove the identity it proved on
+    ///   the first connection ([`Client::peer_identity`](crate::Client::peer_identity)),
+    ///   even when the authorized keys would accept others (or any): a
+    ///   client talks to one server identity for its whole life. A server
+    ///   with another key, or that fails to prove its key, is not retried:
+    ///   a changed key is not a transient fault. The client fails for good
+    ///   with [`Error::NotAuthorized`](crate::Error::NotAuthorized) (the key
+    ///   presented) or [`Error::InvalidSignature`](crate::Error::InvalidSignature).
+    ///   Instances behind one load balancer should thus share one identity.
+    ///
+    /// [`Client::connect`](crate::Client::connect) and
+    /// [`Client::with_connector`](crate::Client::with_connector) can
+    /// reconnect; [`Client::new`](crate::Client::new), over one stream,
+    /// cannot and refuses the setting. The first connection is not retried:
+    /// if it fails, creating the client fails.
+    #[must_use]
+    pub fn reconnect(mut self, policy: impl Into<Option<Reconnect>>) -> ClientConfig {
+        self.reconnect = policy.into();
+        self
+    }
+
     /// The encryption settings, if encrypted.
     pub fn encryption(&self) -> Option<&Encryption> {
         self.encryption.as_ref()
+    }
+
+    /// The reconnect policy, if any.
+    pub fn reconnect_policy(&self) -> Option<&Reconnect> {
+        self.reconnect.as_ref()
+    }
+
+    /// Checks that every setting can work: a pinned server key (or the
+    /// explicit choice of any, see
+    /// [`Encryption::dangerous_accept_any_key`]), at least one call in flight, a
+    /// connect timeout above zero, a keepalive of at least 1 s, a reconnect
+    /// policy that can work. Creating a client checks the same.
+    ///
+    /// # Errors
+    ///
+    /// The first setting that cannot work, by name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(encryption) = &self.encryption {
+            encryption.check_pinned()?;
+        }
+        self.in_flight_cap()?;
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::OutOfRange {
+                setting: "connect_timeout",
+                value: "0s".to_owned(),
+                expected: "more than zero".to_owned(),
+            });
+        }
+        if let Some(idle) = self.tcp_keepalive {
+            if idle < Duration::from_secs(1) {
+                return Err(ConfigError::OutOfRange {
+                    setting: "tcp_keepalive",
+                    value: format!("{idle:?}"),
+                    expected: "at least 1s (or None: no keepalive)".to_owned(),
+                });
+            }
+        }
+        if let Some(policy) = &self.reconnect {
+            policy.validate()?;
+        }
+        Ok(())
+    }
+
+    /// These settings, accepting only `server` as the server's key (when
+    /// encrypted and known): for reconnecting to the server met first.
+    pub(crate) fn pinned_to(&self, server: Option<PublicKey>) -> ClientConfig {
+        let mut pinned = self.clone();
+        if let (Some(encryption), Some(server)) = (&mut pinned.encryption, server) {
+            encryption.authorized = AuthorizedKeys::only([server]);
+        }
+        pinned
+    }
+
+    pub(crate) fn connect_time_limit(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    pub(crate) fn keepalive_idle(&self) -> Option<Duration> {
+        self.tcp_keepalive
     }
 
     pub(crate) fn timeout(&self) -> Option<Duration> {
@@ -326,16 +491,7 @@ impl ClientConfig {
 
     /// The cap on calls in flight, checked: at least 1, and no more than a
     /// semaphore can count (so that nothing panics later).
-    /// The settings, checked before any byte is sent: a pinned server key
-    /// (or the explicit choice of any), and the cap on calls in flight.
-    pub(crate) fn check(&self) -> Result<NonZeroUsize, ConfigError> {
-        if let Some(encryption) = &self.encryption {
-            encryption.check_pinned()?;
-        }
-        self.in_flight_cap()
-    }
-
-    fn in_flight_cap(&self) -> Result<NonZeroUsize, ConfigError> {
+    pub(crate) fn in_flight_cap(&self) -> Result<NonZeroUsize, ConfigError> {
         let most = usize::try_from(u32::MAX)
             .unwrap_or(usize::MAX)
             .min(tokio::sync::Semaphore::MAX_PERMITS);
@@ -578,6 +734,37 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_settings_that_cannot_work_are_refused_by_name() {
+        assert!(ClientConfig::plain().validate().is_ok());
+        for (config, setting) in [
+            (ClientConfig::plain().max_in_flight(0), "max_in_flight"),
+            (
+                ClientConfig::plain().connect_timeout(Duration::ZERO),
+                "connect_timeout",
+            ),
+            (
+                ClientConfig::plain().tcp_keepalive(Duration::from_millis(999)),
+                "tcp_keepalive",
+            ),
+            (
+                ClientConfig::plain().reconnect(Reconnect::new().give_up_after(0)),
+                "give_up_after",
+            ),
+        ] {
+            match config.validate() {
+                Err(ConfigError::OutOfRange { setting: named, .. }) => assert_eq!(named, setting),
+                other => panic!("{setting}: expected a refusal, got {other:?}"),
+            }
+        }
+        let edges = ClientConfig::plain()
+            .tcp_keepalive(Duration::from_secs(1))
+            .connect_timeout(Duration::from_nanos(1))
+            .reconnect(Reconnect::new());
+        assert!(edges.validate().is_ok());
+        assert!(ClientConfig::plain().tcp_keepalive(None).validate().is_ok());
+    }
 
     #[test]
     fn limits_that_cannot_work_are_refused_by_name() {

@@ -94,6 +94,18 @@ pub enum Error {
         /// The cap on calls in flight that abandoned calls filled.
         max_in_flight: usize,
     },
+    /// The client's [reconnect policy](crate::Reconnect) gave up: this
+    /// many connection attempts in a row failed (see
+    /// [`Reconnect::give_up_after`](crate::Reconnect::give_up_after)).
+    /// Every waiting call and every later one fails with this.
+    #[error("gave up reconnecting after {attempts} attempts; the last failure: {last}")]
+    GaveUp {
+        /// Connection attempts made since the last working connection.
+        attempts: u32,
+        /// Why the last attempt failed (or the last connection ended).
+        #[source]
+        last: Arc<Error>,
+    },
     /// The client's table of calls in flight refused a request. The
     /// client waits for free slots and hands out fresh ids, so this does
     /// not happen; it is reported instead of panicking if it ever does.
@@ -142,6 +154,17 @@ pub enum ConfigError {
          or choose `Encryption::dangerous_accept_any_key`"
     )]
     Unpinned,
+    /// A setting that the way the client was made cannot honour, such as
+    /// a [reconnect policy](crate::ClientConfig::reconnect) for
+    /// [`Client::new`](crate::Client::new), which has one stream and no
+    /// way to open another.
+    #[error("{setting} cannot be used here: {reason}")]
+    NotApplicable {
+        /// The setting, as its method is named.
+        setting: &'static str,
+        /// Why, and what to use instead.
+        reason: &'static str,
+    },
 }
 
 /// The ways a handshake can fail before any signature is checked.

@@ -64,13 +64,16 @@ pub mod blocking;
 mod budget;
 mod client;
 mod config;
+mod connection;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod driver;
 mod error;
 mod handshake;
 mod listener;
 pub mod metrics;
 pub mod proxy;
+mod reconnect;
 mod server;
 mod tcp;
 pub mod trace;
@@ -79,12 +82,15 @@ mod typed;
 #[cfg(unix)]
 mod unix;
 
-pub use client::{Client, ClientDriver, Reply};
+pub use client::{Client, Reply};
 pub use config::{
-    ClientConfig, DEFAULT_HANDSHAKE_TIMEOUT, Encryption, EncryptionVersion, Limits, ServerConfig,
+    ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TCP_KEEPALIVE,
+    Encryption, EncryptionVersion, Limits, ServerConfig,
 };
+pub use driver::ClientDriver;
 pub use error::{CallError, ConfigError, Error, HandshakeFailure};
 pub use listener::{Listener, Shutdown};
+pub use reconnect::{ClientState, Reconnect};
 pub use server::Server;
 pub use typed::BatchCall;
 #[cfg(unix)]

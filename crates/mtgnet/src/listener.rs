@@ -56,7 +56,7 @@ impl Listener for TcpListener {
     /// peer's address is its [`Peer::address`].
     async fn accept(&mut self) -> io::Result<(TcpStream, Peer)> {
         let (stream, address) = TcpListener::accept(self).await?;
-        crate::tcp::configure(&stream);
+        crate::tcp::configure_accepted(&stream);
         Ok((stream, Peer::from(address)))
     }
 }

@@ -1,15 +1,79 @@
-//! The socket options of accepted TCP connections, set deliberately.
+//! TCP options, set on purpose: a client's connections (`TCP_NODELAY`,
+//! keepalive from `ClientConfig::tcp_keepalive`) and a server's accepted
+//! ones (`TCP_NODELAY`, a fixed keepalive).
+//!
+//! The connect timeout is not here: it bounds every connector, TCP or not
+//! (see `Client::with_connector`).
 
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
-/// Idle time before the first keepalive probe.
-pub(crate) const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+/// Unanswered keepalive probes after which the system fails the connection.
+#[cfg_attr(
+    not(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "windows",
+    )),
+    allow(dead_code)
+)]
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Connects to the first of `addrs` that accepts, then sets the options.
+pub(crate) async fn connect(
+    addrs: Arc<[SocketAddr]>,
+    keepalive: Option<Duration>,
+) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(&addrs[..]).await?;
+    configure(&stream, keepalive)?;
+    Ok(stream)
+}
+
+/// `TCP_NODELAY` (a request is written whole and must not wait for the
+/// acknowledgement of the previous one), and keepalive after `keepalive`
+/// idle (see `ClientConfig::tcp_keepalive`).
+pub(crate) fn configure(stream: &TcpStream, keepalive: Option<Duration>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    if let Some(idle) = keepalive {
+        SockRef::from(stream).set_tcp_keepalive(&keepalive_params(idle))?;
+    }
+    Ok(())
+}
+
+/// A probe after `idle`, then every `idle / 3` (at least 1 s), and
+/// [`KEEPALIVE_PROBES`] of them where the system lets us say so.
+fn keepalive_params(idle: Duration) -> TcpKeepalive {
+    let params = TcpKeepalive::new().with_time(idle);
+    #[cfg(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "windows",
+    ))]
+    let params = params
+        .with_interval((idle / 3).max(Duration::from_secs(1)))
+        .with_retries(KEEPALIVE_PROBES);
+    params
+}
+
+/// Idle time before the first keepalive probe of an accepted connection.
+pub(crate) const ACCEPTED_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
 /// Time between unanswered probes.
-pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const ACCEPTED_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Unanswered probes after which the kernel drops the connection.
-pub(crate) const KEEPALIVE_RETRIES: u32 = 6;
+pub(crate) const ACCEPTED_KEEPALIVE_RETRIES: u32 = 6;
 
 /// Sets the options every TCP connection of a server gets:
 ///
@@ -24,11 +88,11 @@ pub(crate) const KEEPALIVE_RETRIES: u32 = 6;
 ///
 /// Failing to set an option is logged, not fatal: the connection works
 /// without it.
-pub(crate) fn configure(stream: &TcpStream) {
+pub(crate) fn configure_accepted(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_TIME);
+    let keepalive = socket2::TcpKeepalive::new().with_time(ACCEPTED_KEEPALIVE_TIME);
     #[cfg(any(
         target_os = "linux",
         target_os = "android",
@@ -36,9 +100,60 @@ pub(crate) fn configure(stream: &TcpStream) {
         target_vendor = "apple"
     ))]
     let keepalive = keepalive
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_RETRIES);
+        .with_interval(ACCEPTED_KEEPALIVE_INTERVAL)
+        .with_retries(ACCEPTED_KEEPALIVE_RETRIES);
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
         tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn client_sockets_get_nodelay_and_the_documented_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addrs: Arc<[SocketAddr]> = Arc::new([listener.local_addr().expect("addr")]);
+        let stream = connect(Arc::clone(&addrs), Some(Duration::from_secs(30)))
+            .await
+            .expect("connect");
+        let socket = SockRef::from(&stream);
+        assert!(stream.nodelay().expect("nodelay"));
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        #[cfg(target_os = "linux")]
+        {
+            assert_eq!(
+                socket.tcp_keepalive_time().expect("idle"),
+                Duration::from_secs(30)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_interval().expect("interval"),
+                Duration::from_secs(10)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_retries().expect("probes"),
+                KEEPALIVE_PROBES
+            );
+        }
+
+        let short = connect(Arc::clone(&addrs), Some(Duration::from_secs(2)))
+            .await
+            .expect("connect");
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            SockRef::from(&short)
+                .tcp_keepalive_interval()
+                .expect("interval"),
+            Duration::from_secs(1),
+            "the interval is at least 1 s"
+        );
+
+        let without = connect(addrs, None).await.expect("connect");
+        assert!(without.nodelay().expect("nodelay"));
+        assert!(!SockRef::from(&without).keepalive().expect("SO_KEEPALIVE"));
+        drop((short, listener));
     }
 }

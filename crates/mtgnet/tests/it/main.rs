@@ -10,6 +10,7 @@ mod layers;
 mod load;
 mod metrics;
 mod proxy;
+mod reconnect;
 mod runtime;
 mod secrets;
 mod service;

@@ -79,6 +79,29 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
+        TestServer::serve(listener, config, identity, registry)
+    }
+
+    /// A server on `addr`, the address of a server that was just stopped
+    /// (a restart): tokio's listeners set `SO_REUSEADDR`, so the port is
+    /// free again at once even with connections in `TIME_WAIT`.
+    pub(crate) async fn start_on(
+        addr: SocketAddr,
+        config: ServerConfig,
+        identity: Option<Arc<IdentitySecret>>,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("rebind the port of the stopped server");
+        TestServer::serve(listener, config, identity, registry())
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        config: ServerConfig,
+        identity: Option<Arc<IdentitySecret>>,
+        registry: Registry,
+    ) -> TestServer {
         let addr = listener.local_addr().expect("bound address");
         let server = Server::new(registry, config).expect("valid limits");
         let stop = Shutdown::new();
@@ -111,6 +134,19 @@ impl TestServer {
         bounded(Client::connect(self.addr, self.client_config()))
             .await
             .expect("client connects")
+    }
+
+    /// Stops the server as a crash would: its task and every connection
+    /// task are dropped mid-way. Returns once the listener is closed.
+    pub(crate) async fn kill(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let ended = bounded(task).await;
+            assert!(
+                ended.is_err_and(|e| e.is_cancelled()),
+                "the server was running"
+            );
+        }
     }
 
     /// Signals shutdown and waits for `serve` to return.
