@@ -15,6 +15,7 @@
 //! ```
 
 use std::net::ToSocketAddrs;
+use std::sync::Arc;
 
 use mtgnet_encryption::PublicKey;
 use mtgnet_proto::client::Batch;
@@ -58,8 +59,31 @@ use crate::reconnect::ClientState;
 /// ```
 #[derive(Debug)]
 pub struct Client {
-    runtime: Runtime,
     inner: crate::Client,
+    /// With a reconnect policy: the thread that drives the runtime between
+    /// calls, and what tells it to stop.
+    background: Option<Background>,
+    /// Single-threaded, so the library needs no `rt-multi-thread`. Dropped
+    /// last, after the background thread has stopped.
+    runtime: Arc<Runtime>,
+}
+
+/// The thread that keeps a reconnecting blocking client's runtime running.
+#[derive(Debug)]
+struct Background {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(background) = &mut self.background {
+            drop(background.stop.take());
+            if let Some(thread) = background.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl Client {
@@ -76,10 +100,11 @@ impl Client {
     ///
     /// As [`crate::Client::connect`], or when the runtime cannot start.
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client, Error> {
-        let runtime = runtime_for(&config)?;
+        let runtime = runtime()?;
         let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let reconnects = config.reconnect_policy().is_some();
         let inner = runtime.block_on(crate::Client::connect(&addrs[..], config))?;
-        Ok(Client { runtime, inner })
+        Client::start(runtime, inner, reconnects)
     }
 
     /// Connects to a server on a Unix-domain socket at `path`, running the
@@ -94,9 +119,10 @@ impl Client {
         path: impl AsRef<std::path::Path>,
         config: ClientConfig,
     ) -> Result<Client, Error> {
-        let runtime = runtime_for(&config)?;
+        let runtime = runtime()?;
+        let reconnects = config.reconnect_policy().is_some();
         let inner = runtime.block_on(crate::Client::connect_unix(path, config))?;
-        Ok(Client { runtime, inner })
+        Client::start(runtime, inner, reconnects)
     }
 
     /// The server's identity key, on an encrypted connection; see
@@ -170,19 +196,39 @@ impl Client {
     }
 }
 
-/// The runtime a blocking client runs on: with a reconnect policy, one
-/// background thread, so that a dropped connection is noticed (and
-/// replaced) between calls; without, the caller's thread during each call.
-fn runtime_for(config: &ClientConfig) -> std::io::Result<tokio::runtime::Runtime> {
-    if config.reconnect_policy().is_some() {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("mtgnet-client")
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+impl Client {
+    /// Wraps a connected client; with a reconnect policy, starts the thread
+    /// that drives the runtime between calls (a caller's `block_on` then
+    /// waits on its own future while that thread drives the I/O and timers).
+    fn start(runtime: Runtime, inner: crate::Client, reconnects: bool) -> Result<Client, Error> {
+        let runtime = Arc::new(runtime);
+        let background = if reconnects {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let driving = Arc::clone(&runtime);
+            let thread = std::thread::Builder::new()
+                .name("mtgnet-client".to_owned())
+                .spawn(move || {
+                    let _ = driving.block_on(stopped);
+                })?;
+            Some(Background {
+                stop: Some(stop),
+                thread: Some(thread),
+            })
+        } else {
+            None
+        };
+        Ok(Client {
+            inner,
+            background,
+            runtime,
+        })
     }
+}
+
+/// The runtime of a blocking client: one thread, the caller's (or, with a
+/// reconnect policy, the background thread's).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
