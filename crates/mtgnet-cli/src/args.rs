@@ -52,6 +52,10 @@ pub(crate) struct ServeArgs {
     /// Serves Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Threads that serve connections (default: one per CPU). 1 runs the
+    /// whole server on one thread: no wake-up crosses threads.
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Serves unencrypted connections.
     #[arg(long, conflicts_with_all = ["secret_file", "authorized_keys", "handshake_timeout"])]
     pub(crate) plain: bool,

@@ -26,6 +26,8 @@ pub(crate) struct ServeSettings {
     pub(crate) config: ServerConfig,
     /// Where the identity came from, when encrypted.
     pub(crate) identity_source: Option<IdentitySource>,
+    /// Runtime threads; `None`: one per CPU.
+    pub(crate) threads: Option<usize>,
 }
 
 impl TryFrom<ServeArgs> for ServeSettings {
@@ -42,6 +44,9 @@ impl TryFrom<ServeArgs> for ServeSettings {
             .write_stall(args.write_stall)
             .shutdown_grace(args.shutdown_grace);
         limits.validate().map_err(invalid_flag)?;
+        if args.threads == Some(0) {
+            bail!("invalid --threads: 0; it must be at least 1");
+        }
         if args.metrics.is_some_and(|address| address.port() == 0) {
             bail!("--metrics needs a port other than 0: the port it picks could not be reported");
         }
@@ -66,6 +71,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             metrics: args.metrics,
             config: config.limits(limits),
             identity_source,
+            threads: args.threads,
         })
     }
 }
@@ -88,10 +94,21 @@ pub(crate) fn invalid_flag(e: ConfigError) -> anyhow::Error {
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = ServeSettings::try_from(args)?;
     crate::init_tracing("info");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let runtime = match settings.threads {
+        // One thread: the current-thread scheduler, with no work stealing
+        // to pay for.
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(threads) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the tokio runtime")?;
     runtime.block_on(serve(settings))
 }
 

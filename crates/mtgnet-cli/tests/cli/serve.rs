@@ -148,3 +148,19 @@ fn max_frame_limit_applies_to_requests() {
     assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
     assert!(out.stderr.starts_with("error: "), "{out:?}");
 }
+
+#[test]
+fn threads_sets_the_runtime_and_zero_is_refused() {
+    for threads in ["1", "2"] {
+        let server = Server::start(&["--plain", "--threads", threads]);
+        server.assert_serves();
+    }
+    let out = run(&["serve", "--plain", "--threads", "0"]);
+    assert_eq!(
+        (out.code, out.stderr.trim_end()),
+        (
+            Some(2),
+            "error: invalid --threads: 0; it must be at least 1"
+        )
+    );
+}
