@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use mtgnet::{
-    AuthorizedKeys, CallError, ClientConfig, Encryption, EncryptionVersion, Error,
-    HandshakeFailure, RawJson,
+    AuthError, AuthorizedKeys, CallError, ClientConfig, Encryption, EncryptionVersion, Error,
+    HandshakeFailure, PeerError, RawJson,
 };
 use serde_json::value::RawValue;
 
@@ -199,25 +199,29 @@ pub(crate) fn connect_error(addr: &str, e: &Error, config: &ClientConfig) -> any
         .is_some_and(|enc| !enc.authorized_keys().is_any());
     match e {
         Error::Io(io) => anyhow!("cannot connect to {addr}: {io}"),
-        Error::Handshake(HandshakeFailure::Closed) => anyhow!(
+        Error::Peer(PeerError::Handshake(HandshakeFailure::Closed)) => anyhow!(
             "the server closed the connection during the handshake \
              (is it running with --plain, or does it not authorize this key?)"
         ),
-        Error::Handshake(HandshakeFailure::Timeout) => anyhow!(
+        Error::Peer(PeerError::Handshake(HandshakeFailure::Timeout)) => anyhow!(
             "the handshake timed out (is the server running with --plain? then use --plain)"
         ),
-        Error::Handshake(HandshakeFailure::Size { .. } | HandshakeFailure::Frame(_)) => anyhow!(
+        Error::Peer(PeerError::Handshake(
+            HandshakeFailure::Size { .. } | HandshakeFailure::Frame(_),
+        )) => anyhow!(
             "the server did not answer with an encryption handshake ({e}); \
              is it running with --plain? then use --plain"
         ),
-        Error::NotAuthorized(key) if pinned => anyhow!(
+        Error::Auth(AuthError::NotAuthorized(key)) if pinned => anyhow!(
             "the server's key {key} is not one of the --server-key keys: refusing to talk to it"
         ),
-        Error::NotAuthorized(key) => anyhow!("the server's key {key} is not authorized"),
-        Error::InvalidSignature => anyhow!(
+        Error::Auth(AuthError::NotAuthorized(key)) => {
+            anyhow!("the server's key {key} is not authorized")
+        }
+        Error::Auth(AuthError::InvalidSignature) => anyhow!(
             "the server's handshake signature does not verify: it does not hold the key it claims"
         ),
-        Error::Handshake(HandshakeFailure::OnlyV1) => anyhow!(ONLY_V1),
+        Error::Peer(PeerError::Handshake(HandshakeFailure::OnlyV1)) => anyhow!(ONLY_V1),
         other => anyhow!("connection to {addr} failed: {other}"),
     }
 }
@@ -245,13 +249,16 @@ fn connection_lost(reason: &Error, encrypted: bool, encryption: Option<&Encrypti
         (Error::Io(_), false) => format!(
             "the server dropped the connection ({reason}): is it encrypted? then drop --plain"
         ),
-        (Error::Message(_) | Error::Framing(_) | Error::Protocol(_), false) => format!(
+        (
+            Error::Peer(PeerError::Message(_) | PeerError::Framing(_) | PeerError::Protocol(_)),
+            false,
+        ) => format!(
             "the server's answer is not an MTGNet response ({reason}); is it encrypted? then drop --plain"
         ),
-        (Error::Decrypt(_), _) => {
+        (Error::Peer(PeerError::Decrypt(_)), _) => {
             format!("cannot decrypt the server's answer ({reason}): the session keys do not match")
         }
-        (Error::EndedAfterHandshake, _) => format!(
+        (Error::Auth(AuthError::EndedAfterHandshake), _) => format!(
             "the server closed the connection right after the handshake: does it authorize this client's key {}?",
             encryption.map_or_else(String::new, |e| e.public_key().to_string())
         ),

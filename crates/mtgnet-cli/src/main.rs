@@ -84,7 +84,7 @@ fn report(e: &anyhow::Error) -> ExitCode {
 
 /// Whether `e` is a v2 client meeting a server that speaks only v1.
 fn speaks_only_v1(e: &anyhow::Error) -> bool {
-    use mtgnet::{Error, HandshakeFailure};
+    use mtgnet::{Error, HandshakeFailure, PeerError};
     e.chain().any(|cause| {
         let error =
             cause
@@ -93,7 +93,10 @@ fn speaks_only_v1(e: &anyhow::Error) -> bool {
                     Some(CallError::Connection(e)) => Some(&**e),
                     _ => None,
                 });
-        matches!(error, Some(Error::Handshake(HandshakeFailure::OnlyV1)))
+        matches!(
+            error,
+            Some(Error::Peer(PeerError::Handshake(HandshakeFailure::OnlyV1)))
+        )
     })
 }
 

@@ -398,8 +398,8 @@ impl ClientConfig {
     ///   client talks to one server identity for its whole life. A server
     ///   with another key, or that fails to prove its key, is not retried:
     ///   a changed key is not a transient fault. The client fails for good
-    ///   with [`Error::NotAuthorized`](crate::Error::NotAuthorized) (the key
-    ///   presented) or [`Error::InvalidSignature`](crate::Error::InvalidSignature).
+    ///   with [`AuthError::NotAuthorized`](crate::AuthError::NotAuthorized) (the key
+    ///   presented) or [`AuthError::InvalidSignature`](crate::AuthError::InvalidSignature).
     ///   Instances behind one load balancer should thus share one identity.
     ///
     /// [`Client::connect`](crate::Client::connect) and

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 use crate::config::ClientConfig;
-use crate::error::{CallError, Error};
+use crate::error::{CallError, Error, PeerError};
 use crate::handshake::{self, Channel};
 use crate::transport::{self, Framer, MessageReader};
 
@@ -419,12 +419,12 @@ where
             // large response does not hold up every other caller.
             let results = match wire::parse_response(&payload) {
                 Ok(results) => results,
-                Err(e) => return Error::Protocol(e.into()),
+                Err(e) => return Error::Peer(PeerError::Protocol(e.into())),
             };
             drop(payload);
             let mut state = lock(&inner.state);
             if let Err(e) = state.core.handle_results(results) {
-                return Error::Protocol(e);
+                return Error::Peer(PeerError::Protocol(e));
             }
             inner.answered.store(true, Ordering::Relaxed);
             while let Some(done) = state.core.poll_completion() {

@@ -7,17 +7,27 @@ use mtgnet_encryption::{DecryptError, PublicKey, RecordError};
 use mtgnet_proto::framing::FrameError;
 use mtgnet_proto::{Condition, MessageError, ProtocolError, RequestError};
 
-/// Why a connection failed or closed.
+/// Why a connection failed or closed, grouped by who is at fault.
 ///
-/// The variants follow PROTOCOL.md section 6.4, so a user can tell every
-/// failure apart: framing, JSON/protocol, handshake, invalid signature, not
-/// authorized (with the key), decryption, closed.
+/// | Variant | At fault | Meaning |
+/// |---|---|---|
+/// | [`Io`](Error::Io) | the transport | connect, read or write failed, or a write stalled |
+/// | [`Peer`](Error::Peer) | the peer | it sent bytes no correct peer sends, or cut the stream ([`PeerError`]) |
+/// | [`Auth`](Error::Auth) | the peer's identity | it is not who we accept, or could not prove who it is ([`AuthError`]) |
+/// | [`Closed`](Error::Closed) | nobody | the connection closed cleanly, or after an earlier error |
+/// | [`Config`](Error::Config), [`TooManyAbandoned`](Error::TooManyAbandoned), [`GaveUp`](Error::GaveUp), [`Request`](Error::Request) | this side | settings that cannot work, a call table full of abandoned calls, a reconnect policy that gave up |
+///
+/// The detail follows PROTOCOL.md section 6.4 in the sub-enums, so every
+/// failure can be told apart: framing, JSON/protocol, handshake, invalid
+/// signature, not authorized (with the key), decryption, closed. The
+/// groups display as their detail, so the messages are those of the
+/// detail.
 ///
 /// A client that pins one server key, meeting a server with another:
 ///
 /// ```
 /// use std::sync::Arc;
-/// use mtgnet::{AuthorizedKeys, Client, ClientConfig, Encryption, Error, IdentitySecret};
+/// use mtgnet::{AuthError, AuthorizedKeys, Client, ClientConfig, Encryption, Error, IdentitySecret};
 /// use mtgnet::{Registry, Server, ServerConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -33,15 +43,84 @@ use mtgnet_proto::{Condition, MessageError, ProtocolError, RequestError};
 ///     Encryption::new(Arc::new(IdentitySecret::generate())).authorized(AuthorizedKeys::only([expected])),
 /// );
 /// let err = Client::new(client_io, config).await.unwrap_err();
-/// assert!(matches!(err, Error::NotAuthorized(key) if key == impostor.public_key()));
+/// assert!(matches!(err, Error::Auth(AuthError::NotAuthorized(key)) if key == impostor.public_key()));
 /// # }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The transport failed (connect, read or write).
+    /// The transport failed: connect, read, write, or a write that stalled.
     #[error("transport error: {0}")]
     Io(#[from] io::Error),
+    /// The peer broke the protocol: it sent bytes no correct peer sends,
+    /// or cut the stream.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The peer is not who we accept, or could not prove who it is.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The connection closed (by the peer cleanly, or after an earlier error).
+    #[error("connection closed")]
+    Closed,
+    /// Local: a setting cannot work; reported when the client or server is
+    /// created.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Local: every slot for calls in flight
+    /// ([`ClientConfig::max_in_flight`](crate::ClientConfig::max_in_flight))
+    /// was held by calls whose callers gave up (timed out or cancelled)
+    /// and that the server left unanswered: no call could be sent any
+    /// more, so the client closed the connection.
+    #[error(
+        "closed: the server left all {max_in_flight} calls in flight unanswered after their callers gave up"
+    )]
+    TooManyAbandoned {
+        /// The cap on calls in flight that abandoned calls filled.
+        max_in_flight: usize,
+    },
+    /// Local: the client's [reconnect policy](crate::Reconnect) gave up:
+    /// this many connection attempts in a row failed (see
+    /// [`Reconnect::give_up_after`](crate::Reconnect::give_up_after)).
+    /// Every waiting call and every later one fails with this.
+    #[error("gave up reconnecting after {attempts} attempts; the last failure: {last}")]
+    GaveUp {
+        /// Connection attempts made since the last working connection.
+        attempts: u32,
+        /// Why the last attempt failed (or the last connection ended).
+        #[source]
+        last: Arc<Error>,
+    },
+    /// Local: the client's table of calls in flight refused a request. The
+    /// client waits for free slots and hands out fresh ids, so this does
+    /// not happen; it is reported instead of panicking if it ever does.
+    #[error("request refused: {0}")]
+    Request(#[from] RequestError),
+}
+
+/// The peer broke the protocol: it sent bytes no correct peer sends, or
+/// cut the stream. Inside [`Error::Peer`].
+///
+/// Decryption failures say only that a frame or record did not open, never
+/// why, so they are no oracle.
+///
+/// ```
+/// use mtgnet::{Client, ClientConfig, ClientState, Error, PeerError};
+/// use tokio::io::AsyncWriteExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (client_io, mut server_io) = tokio::io::duplex(1024);
+/// let (client, driver) = Client::new(client_io, ClientConfig::plain()).await.unwrap();
+/// server_io.write_all(b"x:not a netstring\n").await.unwrap();
+/// driver.await;
+/// let ClientState::Failed(err) = client.state() else { panic!("the client did not fail") };
+/// assert!(matches!(&*err, Error::Peer(PeerError::Framing(_))));
+/// assert!(err.to_string().starts_with("framing error: "));
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
     /// The peer's bytes are not valid netstring+.
     #[error("framing error: {0}")]
     Framing(#[from] FrameError),
@@ -54,12 +133,6 @@ pub enum Error {
     /// The handshake did not complete: wrong size, connection closed, or timeout.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeFailure),
-    /// The peer's handshake signature does not verify.
-    #[error("handshake signature is invalid")]
-    InvalidSignature,
-    /// The peer proved its identity, but it is not in our authorized keys.
-    #[error("peer key {0} is not authorized")]
-    NotAuthorized(PublicKey),
     /// A sealed frame did not open.
     #[error("decryption failed: {0}")]
     Decrypt(#[from] DecryptError),
@@ -72,6 +145,19 @@ pub enum Error {
     /// [`Error::Closed`], a clean end).
     #[error("the connection was cut: it ended without the peer's close record (truncated)")]
     Truncated,
+}
+
+/// The peer is not who we accept, or could not prove who it is. Inside
+/// [`Error::Auth`]; reconnecting does not help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The peer's handshake signature does not verify.
+    #[error("handshake signature is invalid")]
+    InvalidSignature,
+    /// The peer proved its identity, but it is not in our authorized keys.
+    #[error("peer key {0} is not authorized")]
+    NotAuthorized(PublicKey),
     /// Encryption v2: the peer closed the connection right after the
     /// handshake, before any record. A v2 server does exactly this to a
     /// client whose key it does not authorize.
@@ -79,41 +165,36 @@ pub enum Error {
         "the peer closed the connection right after the handshake: the server probably does not authorize this client's key"
     )]
     EndedAfterHandshake,
-    /// The connection closed (by the peer, or after an earlier error).
-    #[error("connection closed")]
-    Closed,
-    /// Every slot for calls in flight
-    /// ([`ClientConfig::max_in_flight`](crate::ClientConfig::max_in_flight))
-    /// was held by calls whose callers gave up (timed out or cancelled)
-    /// and that the server left unanswered: no call could be sent any
-    /// more, so the client closed the connection.
-    #[error(
-        "closed: the server left all {max_in_flight} calls in flight unanswered after their callers gave up"
-    )]
-    TooManyAbandoned {
-        /// The cap on calls in flight that abandoned calls filled.
-        max_in_flight: usize,
-    },
-    /// The client's [reconnect policy](crate::Reconnect) gave up: this
-    /// many connection attempts in a row failed (see
-    /// [`Reconnect::give_up_after`](crate::Reconnect::give_up_after)).
-    /// Every waiting call and every later one fails with this.
-    #[error("gave up reconnecting after {attempts} attempts; the last failure: {last}")]
-    GaveUp {
-        /// Connection attempts made since the last working connection.
-        attempts: u32,
-        /// Why the last attempt failed (or the last connection ended).
-        #[source]
-        last: Arc<Error>,
-    },
-    /// The client's table of calls in flight refused a request. The
-    /// client waits for free slots and hands out fresh ids, so this does
-    /// not happen; it is reported instead of panicking if it ever does.
-    #[error("request refused: {0}")]
-    Request(#[from] RequestError),
-    /// A setting cannot work; reported when the client or server is created.
-    #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
+}
+
+impl From<FrameError> for Error {
+    fn from(e: FrameError) -> Error {
+        Error::Peer(e.into())
+    }
+}
+
+impl From<MessageError> for Error {
+    fn from(e: MessageError) -> Error {
+        Error::Peer(e.into())
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Error {
+        Error::Peer(e.into())
+    }
+}
+
+impl From<HandshakeFailure> for Error {
+    fn from(e: HandshakeFailure) -> Error {
+        Error::Peer(e.into())
+    }
+}
+
+impl From<DecryptError> for Error {
+    fn from(e: DecryptError) -> Error {
+        Error::Peer(e.into())
+    }
 }
 
 /// A setting that cannot work, refused when a client or server is created
@@ -169,12 +250,12 @@ pub enum ConfigError {
 
 /// The ways a handshake can fail before any signature is checked.
 ///
-/// It reaches callers inside [`Error::Handshake`]. A peer that answers the
+/// It reaches callers inside [`PeerError::Handshake`]. A peer that answers the
 /// handshake with a 5-byte payload:
 ///
 /// ```
 /// use std::sync::Arc;
-/// use mtgnet::{Client, ClientConfig, Encryption, EncryptionVersion, Error, HandshakeFailure, IdentitySecret};
+/// use mtgnet::{Client, ClientConfig, Encryption, EncryptionVersion, Error, HandshakeFailure, IdentitySecret, PeerError};
 /// use tokio::io::AsyncWriteExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -184,7 +265,7 @@ pub enum ConfigError {
 /// let identity = Arc::new(IdentitySecret::generate());
 /// let config = ClientConfig::encrypted(Encryption::new(identity).dangerous_accept_any_key().version(EncryptionVersion::V1));
 /// let err = Client::new(client_io, config).await.unwrap_err();
-/// assert!(matches!(err, Error::Handshake(HandshakeFailure::Size { len: 5 })));
+/// assert!(matches!(err, Error::Peer(PeerError::Handshake(HandshakeFailure::Size { len: 5 }))));
 /// # }
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -243,8 +324,8 @@ impl From<mtgnet_encryption::HandshakeError> for Error {
         use mtgnet_encryption::HandshakeError as E;
         match e {
             E::Size { len } => HandshakeFailure::Size { len }.into(),
-            E::InvalidSignature => Error::InvalidSignature,
-            E::NotAuthorized(key) => Error::NotAuthorized(key),
+            E::InvalidSignature => AuthError::InvalidSignature.into(),
+            E::NotAuthorized(key) => AuthError::NotAuthorized(key).into(),
             E::OnlyV1 => HandshakeFailure::OnlyV1.into(),
             E::MessageSize {
                 message,
@@ -267,8 +348,8 @@ impl From<mtgnet_encryption::HandshakeError> for Error {
 impl From<RecordError> for Error {
     fn from(e: RecordError) -> Error {
         match e {
-            RecordError::Truncated => Error::Truncated,
-            e => Error::Record(e),
+            RecordError::Truncated => Error::Peer(PeerError::Truncated),
+            e => Error::Peer(PeerError::Record(e)),
         }
     }
 }

@@ -18,7 +18,7 @@ use mtgnet_proto::framing::{self, FrameDecoder, HANDSHAKE_MAX_FRAME};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Encryption, EncryptionVersion};
-use crate::error::{Error, HandshakeFailure};
+use crate::error::{Error, HandshakeFailure, PeerError};
 
 /// Bytes asked of the socket per read during the handshake.
 const READ_CHUNK: usize = 1024;
@@ -149,7 +149,7 @@ async fn within_limit(
 ) -> Result<Channel, Error> {
     tokio::time::timeout(encryption.handshake_time_limit(), exchange)
         .await
-        .map_err(|_| Error::Handshake(HandshakeFailure::Timeout))?
+        .map_err(|_| Error::Peer(PeerError::Handshake(HandshakeFailure::Timeout)))?
 }
 
 async fn write_frame<S: AsyncWrite + Unpin>(io: &mut S, payload: &[u8]) -> Result<(), Error> {
@@ -171,11 +171,15 @@ async fn read_frame<S: AsyncRead + Unpin>(
         match decoder.decode(buf) {
             Ok(Some(payload)) => return Ok(payload),
             Ok(None) => {}
-            Err(e) => return Err(Error::Handshake(HandshakeFailure::Frame(e))),
+            Err(e) => {
+                return Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Frame(
+                    e,
+                ))));
+            }
         }
         buf.reserve(READ_CHUNK);
         if io.read_buf(buf).await? == 0 {
-            return Err(Error::Handshake(HandshakeFailure::Closed));
+            return Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Closed)));
         }
     }
 }

@@ -88,7 +88,7 @@ pub use config::{
     Encryption, EncryptionVersion, Limits, ServerConfig,
 };
 pub use driver::ClientDriver;
-pub use error::{CallError, ConfigError, Error, HandshakeFailure};
+pub use error::{AuthError, CallError, ConfigError, Error, HandshakeFailure, PeerError};
 pub use listener::{Listener, Shutdown};
 pub use reconnect::{ClientState, Reconnect};
 pub use server::Server;

@@ -93,7 +93,7 @@ use mtgnet_proto::observe::{CallObserver, CallOutcome, Route};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::EncryptionVersion;
-use crate::error::{Error, HandshakeFailure};
+use crate::error::{AuthError, Error, HandshakeFailure, PeerError};
 use crate::handshake::Channel;
 
 /// Gauge: connections being served.
@@ -237,8 +237,10 @@ fn limit_counter(limit: Limit) -> Counter {
 pub(crate) fn is_frame_limit(e: &Error) -> bool {
     matches!(
         e,
-        Error::Framing(FrameError::TooLong { .. })
-            | Error::Record(mtgnet_encryption::RecordError::MessageTooLarge { .. })
+        Error::Peer(PeerError::Framing(FrameError::TooLong { .. }))
+            | Error::Peer(PeerError::Record(
+                mtgnet_encryption::RecordError::MessageTooLarge { .. }
+            ))
     )
 }
 
@@ -252,15 +254,16 @@ pub(crate) fn handshake(version: Option<EncryptionVersion>, result: &Result<Chan
     };
     let outcome = match result {
         Ok(_) => "ok",
-        Err(Error::InvalidSignature | Error::Handshake(HandshakeFailure::Authentication)) => {
-            "bad_signature"
-        }
-        Err(Error::NotAuthorized(_)) => "not_authorized",
-        Err(Error::Handshake(HandshakeFailure::Timeout)) => {
+        Err(
+            Error::Auth(AuthError::InvalidSignature)
+            | Error::Peer(PeerError::Handshake(HandshakeFailure::Authentication)),
+        ) => "bad_signature",
+        Err(Error::Auth(AuthError::NotAuthorized(_))) => "not_authorized",
+        Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Timeout))) => {
             limit_hit(Limit::HandshakeTimeout);
             "timeout"
         }
-        Err(Error::Handshake(HandshakeFailure::Closed) | Error::Io(_)) => "closed",
+        Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Closed)) | Error::Io(_)) => "closed",
         Err(_) => "malformed",
     };
     // Once per connection: the two labels' vector is the only allocation.

@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{ConfigError, Error};
+use crate::error::{AuthError, ConfigError, Error, PeerError};
 
 /// How a [`Client`](crate::Client) reconnects when its connection drops:
 /// exponential backoff with jitter, until a connection works again or the
@@ -205,7 +205,8 @@ pub enum ClientState {
     /// No connection will come any more: the connection dropped without a
     /// reconnect policy, the policy gave up ([`Error::GaveUp`]), or the
     /// server failed to prove an identity the client accepts on a
-    /// reconnect ([`Error::NotAuthorized`], [`Error::InvalidSignature`]).
+    /// reconnect ([`AuthError::NotAuthorized`](crate::AuthError::NotAuthorized),
+    /// [`AuthError::InvalidSignature`](crate::AuthError::InvalidSignature)).
     /// Every call fails with this reason.
     Failed(Arc<Error>),
     /// Closed by this side: [`Client::close`](crate::Client::close), or
@@ -230,9 +231,10 @@ pub(crate) fn is_permanent(error: &Error) -> bool {
     use crate::error::HandshakeFailure;
     matches!(
         error,
-        Error::NotAuthorized(_)
-            | Error::InvalidSignature
-            | Error::Handshake(HandshakeFailure::Authentication | HandshakeFailure::OnlyV1)
+        Error::Auth(AuthError::NotAuthorized(_) | AuthError::InvalidSignature)
+            | Error::Peer(PeerError::Handshake(
+                HandshakeFailure::Authentication | HandshakeFailure::OnlyV1
+            ))
     )
 }
 
@@ -329,11 +331,17 @@ mod tests {
     fn only_identity_and_version_failures_stop_reconnecting() {
         use crate::error::HandshakeFailure;
         let key = mtgnet_encryption::IdentitySecret::generate().public_key();
-        assert!(is_permanent(&Error::NotAuthorized(key)));
-        assert!(is_permanent(&Error::InvalidSignature));
-        assert!(is_permanent(&Error::Handshake(HandshakeFailure::OnlyV1)));
-        assert!(!is_permanent(&Error::Handshake(HandshakeFailure::Timeout)));
-        assert!(!is_permanent(&Error::Handshake(HandshakeFailure::Closed)));
+        assert!(is_permanent(&Error::Auth(AuthError::NotAuthorized(key))));
+        assert!(is_permanent(&Error::Auth(AuthError::InvalidSignature)));
+        assert!(is_permanent(&Error::Peer(PeerError::Handshake(
+            HandshakeFailure::OnlyV1
+        ))));
+        assert!(!is_permanent(&Error::Peer(PeerError::Handshake(
+            HandshakeFailure::Timeout
+        ))));
+        assert!(!is_permanent(&Error::Peer(PeerError::Handshake(
+            HandshakeFailure::Closed
+        ))));
         assert!(!is_permanent(&Error::Io(
             std::io::ErrorKind::ConnectionRefused.into()
         )));

@@ -17,7 +17,7 @@ use mtgnet_proto::framing::{self, FrameDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
-use crate::error::Error;
+use crate::error::{AuthError, Error};
 use crate::handshake::Channel;
 
 /// Bytes asked of the socket per read.
@@ -92,7 +92,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     ///
     /// # Errors
     ///
-    /// Framing, decryption, record rules, and for v2 [`Error::Truncated`]
+    /// Framing, decryption, record rules, and for v2 [`PeerError::Truncated`](crate::PeerError::Truncated)
     /// when the stream ends without a close record.
     ///
     /// Cancel-safe: a partly read frame stays buffered for the next call.
@@ -115,7 +115,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 if let Opening::V2(opener) = &self.opening {
                     if opener.records_opened() == 0 {
                         // What a v2 server does to a client it refuses.
-                        return Err(Error::EndedAfterHandshake);
+                        return Err(Error::Auth(AuthError::EndedAfterHandshake));
                     }
                     opener.finish_eof()?;
                 }

@@ -602,7 +602,7 @@ async fn a_response_beyond_the_client_max_frame_closes_the_connection() {
         .await
         .expect_err("response too large");
     assert!(
-        matches!(&err, mtgnet::CallError::Connection(e) if matches!(**e, mtgnet::Error::Framing(_))),
+        matches!(&err, mtgnet::CallError::Connection(e) if matches!(**e, mtgnet::Error::Peer(mtgnet::PeerError::Framing(_)))),
         "{err}"
     );
 }

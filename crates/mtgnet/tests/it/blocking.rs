@@ -52,7 +52,13 @@ fn blocking_client_reports_a_pin_mismatch() {
         );
         let err =
             blocking::Client::connect(server.addr, config).expect_err("pinned to another key");
-        assert!(matches!(err, mtgnet::Error::NotAuthorized(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                mtgnet::Error::Auth(mtgnet::AuthError::NotAuthorized(_))
+            ),
+            "{err}"
+        );
     });
 }
 

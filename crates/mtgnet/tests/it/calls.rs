@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mtgnet::{Batch, CallError, Client, ClientConfig, Error, RawJson};
+use mtgnet::{Batch, CallError, Client, ClientConfig, Error, PeerError, RawJson};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -301,18 +301,26 @@ async fn broken_server_answers_fail_calls_with_the_right_error() {
     let cases: [(&'static [u8], Check); 4] = [
         // Dies in the middle of a response (the scripted server closes
         // right after writing).
-        (b"40:[{\"id\":1,\"da", |e| matches!(e, Error::Framing(_))),
+        (b"40:[{\"id\":1,\"da", |e| {
+            matches!(e, Error::Peer(PeerError::Framing(_)))
+        }),
         // Answers an id that was never sent.
         (b"15:[{\"id\":777,\"data\":1}]\n", |e| {
-            matches!(e, Error::Protocol(_))
+            matches!(e, Error::Peer(PeerError::Protocol(_)))
         }),
         // Answers with an empty response array.
         (b"2:[]\n", |e| {
-            matches!(e, Error::Message(_) | Error::Protocol(_))
+            matches!(
+                e,
+                Error::Peer(PeerError::Message(_) | PeerError::Protocol(_))
+            )
         }),
         // Sends an empty frame (not JSON).
         (b"0:\n", |e| {
-            matches!(e, Error::Message(_) | Error::Protocol(_))
+            matches!(
+                e,
+                Error::Peer(PeerError::Message(_) | PeerError::Protocol(_))
+            )
         }),
     ];
     for (reply, expected) in cases {

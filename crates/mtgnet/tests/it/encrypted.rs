@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use mtgnet::encryption::Handshake;
 use mtgnet::{
-    AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption, EncryptionVersion, Error,
-    HandshakeFailure, IdentitySecret, Limits, RawJson,
+    AuthError, AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption,
+    EncryptionVersion, Error, HandshakeFailure, IdentitySecret, Limits, PeerError, RawJson,
 };
 use serde_json::Value;
 
@@ -134,7 +134,7 @@ async fn client_pinning_rejects_a_different_server_key() {
         .expect_err("pin mismatch");
     let actual = server.identity.as_ref().expect("encrypted").public_key();
     assert!(
-        matches!(&err, Error::NotAuthorized(key) if *key == actual),
+        matches!(&err, Error::Auth(AuthError::NotAuthorized(key)) if *key == actual),
         "{err}"
     );
 }
@@ -161,7 +161,10 @@ async fn encrypted_client_against_plain_server_fails_fast() {
         .await
         .expect_err("no handshake");
     assert!(
-        matches!(err, Error::Handshake(HandshakeFailure::Closed)),
+        matches!(
+            err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::Closed))
+        ),
         "{err}"
     );
 }
@@ -186,7 +189,10 @@ async fn handshake_times_out_against_a_silent_server() {
         .await
         .expect_err("times out");
     assert!(
-        matches!(err, Error::Handshake(HandshakeFailure::Timeout)),
+        matches!(
+            err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::Timeout))
+        ),
         "{err}"
     );
     assert!(start.elapsed() < Duration::from_secs(3));
@@ -323,17 +329,26 @@ async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
     let mut bad_signature = valid.clone();
     bad_signature[40] ^= 1;
     let err = client_error_against(frame(&bad_signature)).await;
-    assert!(matches!(*err, Error::InvalidSignature), "{err}");
+    assert!(
+        matches!(*err, Error::Auth(AuthError::InvalidSignature)),
+        "{err}"
+    );
 
     let err = client_error_against(b"81:".to_vec()).await;
     assert!(
-        matches!(*err, Error::Handshake(HandshakeFailure::Frame(_))),
+        matches!(
+            *err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::Frame(_)))
+        ),
         "{err}"
     );
 
     let err = client_error_against(frame(&[7; 127])).await;
     assert!(
-        matches!(*err, Error::Handshake(HandshakeFailure::Size { len: 127 })),
+        matches!(
+            *err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::Size { len: 127 }))
+        ),
         "{err}"
     );
 
@@ -342,7 +357,10 @@ async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
     small_order.extend(identity.sign(&[0; 32]));
     let err = client_error_against(frame(&small_order)).await;
     assert!(
-        matches!(*err, Error::Handshake(HandshakeFailure::KeyExchange)),
+        matches!(
+            *err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::KeyExchange))
+        ),
         "{err}"
     );
 
@@ -350,7 +368,10 @@ async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
     // 128-byte frame at once: a clear error, no fallback.
     let err = client_error_with(frame(&valid), EncryptionVersion::V2).await;
     assert!(
-        matches!(*err, Error::Handshake(HandshakeFailure::OnlyV1)),
+        matches!(
+            *err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::OnlyV1))
+        ),
         "{err}"
     );
 
@@ -358,7 +379,7 @@ async fn client_tells_apart_every_way_a_server_handshake_can_fail() {
     let mut garbage_after = frame(&valid);
     garbage_after.extend(frame(&[9; 60]));
     let err = client_error_against(garbage_after).await;
-    assert!(matches!(*err, Error::Decrypt(_)), "{err}");
+    assert!(matches!(*err, Error::Peer(PeerError::Decrypt(_))), "{err}");
 }
 
 #[tokio::test]
@@ -403,5 +424,8 @@ async fn a_client_that_pins_no_key_and_chose_no_risk_is_refused_before_any_byte(
     ))
     .await
     .expect_err("pinned to another key");
-    assert!(matches!(err, Error::NotAuthorized(_)), "{err}");
+    assert!(
+        matches!(err, Error::Auth(AuthError::NotAuthorized(_))),
+        "{err}"
+    );
 }

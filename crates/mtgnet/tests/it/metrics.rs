@@ -271,7 +271,7 @@ fn handshakes_are_counted_by_version_and_outcome() {
         }
         assert!(matches!(
             bounded(serving).await.expect("task"),
-            Err(mtgnet::Error::NotAuthorized(_))
+            Err(mtgnet::Error::Auth(mtgnet::AuthError::NotAuthorized(_)))
         ));
 
         // A v1 handshake whose signed ephemeral key was altered.
@@ -282,7 +282,7 @@ fn handshakes_are_counted_by_version_and_outcome() {
         io.write_all(&frame(&payload)).await.expect("write");
         assert!(matches!(
             bounded(serving).await.expect("task"),
-            Err(mtgnet::Error::InvalidSignature)
+            Err(mtgnet::Error::Auth(mtgnet::AuthError::InvalidSignature))
         ));
 
         // Not a handshake at all.
@@ -424,7 +424,9 @@ fn a_frame_over_the_limit_is_counted() {
         assert!(
             matches!(
                 err,
-                mtgnet::Error::Framing(mtgnet::proto::framing::FrameError::TooLong { max: 16 })
+                mtgnet::Error::Peer(mtgnet::PeerError::Framing(
+                    mtgnet::proto::framing::FrameError::TooLong { max: 16 }
+                ))
             ),
             "{err:?}"
         );

@@ -17,8 +17,9 @@ use futures::task::AtomicWaker;
 use mtgnet::proto::framing::FrameDecoder;
 use mtgnet::proxy::{Connector, Proxy, ProxyConfig, ProxyError, TcpConnector};
 use mtgnet::{
-    AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption, EncryptionVersion, Error,
-    IdentitySecret, Limits, Listener, RawJson, Registry, Server, ServerConfig, Service, Shutdown,
+    AuthError, AuthorizedKeys, Batch, CallError, Client, ClientConfig, Encryption,
+    EncryptionVersion, Error, IdentitySecret, Limits, Listener, PeerError, RawJson, Registry,
+    Server, ServerConfig, Service, Shutdown,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -314,7 +315,7 @@ async fn backend_with_another_key_than_the_pinned_one_is_refused_and_the_client_
     let outcome = proxy.next_outcome().await;
     let actual = backend.key.expect("an encrypted backend");
     assert!(
-        matches!(&outcome, Err(ProxyError::Backend(Error::NotAuthorized(key))) if *key == actual),
+        matches!(&outcome, Err(ProxyError::Backend(Error::Auth(AuthError::NotAuthorized(key)))) if *key == actual),
         "{outcome:?}"
     );
 }
@@ -334,10 +335,13 @@ async fn unauthorized_client_is_refused_at_the_proxy_without_a_backend_connectio
     let err = connection_error(bounded(refused.call::<_, i64>("Test", "add", (1, 2))).await);
     // What a v2 server does to a key it does not authorize: the end of the
     // stream before any record.
-    assert!(matches!(*err, Error::EndedAfterHandshake), "{err}");
+    assert!(
+        matches!(*err, Error::Auth(AuthError::EndedAfterHandshake)),
+        "{err}"
+    );
     let outcome = proxy.next_outcome().await;
     assert!(
-        matches!(&outcome, Err(ProxyError::Client(Error::NotAuthorized(key))) if *key == stranger.public_key()),
+        matches!(&outcome, Err(ProxyError::Client(Error::Auth(AuthError::NotAuthorized(key)))) if *key == stranger.public_key()),
         "{outcome:?}"
     );
     assert_eq!(
@@ -381,7 +385,10 @@ async fn front_accepting_any_version_serves_and_refuses_v1_clients_by_key() {
     assert!(matches!(*err, Error::Closed), "{err}");
     let outcome = proxy.next_outcome().await;
     assert!(
-        matches!(&outcome, Err(ProxyError::Client(Error::NotAuthorized(_)))),
+        matches!(
+            &outcome,
+            Err(ProxyError::Client(Error::Auth(AuthError::NotAuthorized(_))))
+        ),
         "{outcome:?}"
     );
     assert_eq!(
@@ -519,7 +526,10 @@ async fn client_cut_without_a_close_record_drops_the_backend_connection() {
     assert_eq!(rest, b"");
     let outcome = proxy.next_outcome().await;
     assert!(
-        matches!(&outcome, Err(ProxyError::Client(Error::Truncated))),
+        matches!(
+            &outcome,
+            Err(ProxyError::Client(Error::Peer(PeerError::Truncated)))
+        ),
         "{outcome:?}"
     );
 }
@@ -566,7 +576,10 @@ async fn backend_cut_mid_frame_still_closes_the_client_cleanly() {
     assert!(matches!(*err, Error::Closed), "{err}");
     let outcome = proxy.next_outcome().await;
     assert!(
-        matches!(&outcome, Err(ProxyError::Backend(Error::Framing(_)))),
+        matches!(
+            &outcome,
+            Err(ProxyError::Backend(Error::Peer(PeerError::Framing(_))))
+        ),
         "{outcome:?}"
     );
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use mtgnet::{
-    AuthorizedKeys, CallError, Client, ClientConfig, ClientState, ConfigError, Encryption, Error,
-    IdentitySecret, Reconnect, ServerConfig, blocking, codes,
+    AuthError, AuthorizedKeys, CallError, Client, ClientConfig, ClientState, ConfigError,
+    Encryption, Error, IdentitySecret, Reconnect, ServerConfig, blocking, codes,
 };
 use tokio::sync::watch;
 
@@ -237,8 +237,7 @@ async fn a_changed_server_key_on_reconnect_is_refused_and_the_client_fails() {
         )
         .await;
 
-        let refused =
-            |e: &Error| matches!(e, Error::NotAuthorized(key) if *key == impostor.public_key());
+        let refused = |e: &Error| matches!(e, Error::Auth(AuthError::NotAuthorized(key)) if *key == impostor.public_key());
         let state = state_reaches(&client, ClientState::is_final).await;
         assert!(
             matches!(&state, ClientState::Failed(e) if refused(e)),

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use mtgnet::encryption::RecordError;
 use mtgnet::{
-    AuthorizedKeys, CallError, Client, ClientConfig, Encryption, EncryptionVersion, Error,
-    HandshakeFailure, IdentitySecret, Limits, Registry, Server, ServerConfig, Service, Shutdown,
+    AuthError, AuthorizedKeys, CallError, Client, ClientConfig, Encryption, EncryptionVersion,
+    Error, HandshakeFailure, IdentitySecret, Limits, PeerError, Registry, Server, ServerConfig,
+    Service, Shutdown,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -656,7 +657,10 @@ async fn v2_client_against_a_v1_only_server_fails_promptly_and_never_speaks_v1()
     .await
     .expect_err("a v2 client does not fall back");
     assert!(
-        matches!(err, Error::Handshake(HandshakeFailure::OnlyV1)),
+        matches!(
+            err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::OnlyV1))
+        ),
         "{err}"
     );
     assert_prompt(start, "the v2 client's verdict on a v1-only server");
@@ -670,7 +674,9 @@ async fn v2_client_against_a_v1_only_server_fails_promptly_and_never_speaks_v1()
     assert!(
         matches!(
             outcome,
-            Err(Error::Handshake(HandshakeFailure::Size { len: 49 }))
+            Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Size {
+                len: 49
+            })))
         ),
         "{outcome:?}"
     );
@@ -689,7 +695,10 @@ async fn v1_client_against_a_v2_only_server_is_closed_without_a_reply() {
     .await
     .expect_err("a v2-only server refuses v1");
     assert!(
-        matches!(err, Error::Handshake(HandshakeFailure::Closed)),
+        matches!(
+            err,
+            Error::Peer(PeerError::Handshake(HandshakeFailure::Closed))
+        ),
         "{err}"
     );
     assert_prompt(start, "the v1 client's verdict on a v2-only server");
@@ -698,7 +707,10 @@ async fn v1_client_against_a_v2_only_server_is_closed_without_a_reply() {
     assert_eq!(log.server_bytes, 0, "the server sent nothing");
     let outcome = server.next_outcome().await;
     assert!(
-        matches!(outcome, Err(Error::Handshake(HandshakeFailure::Version))),
+        matches!(
+            outcome,
+            Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Version)))
+        ),
         "{outcome:?}"
     );
 }
@@ -723,7 +735,7 @@ async fn v2_server_refuses_an_unauthorized_client_after_message_3_without_any_re
     // any record.
     let outcome = server.next_outcome().await;
     assert!(
-        matches!(&outcome, Err(Error::NotAuthorized(key)) if *key == stranger.public_key()),
+        matches!(&outcome, Err(Error::Auth(AuthError::NotAuthorized(key))) if *key == stranger.public_key()),
         "{outcome:?}"
     );
     let log = relay.ended(0).await;
@@ -736,7 +748,10 @@ async fn v2_server_refuses_an_unauthorized_client_after_message_3_without_any_re
         "a call of the refused client",
         bounded(client.call::<_, i64>("Test", "add", (1, 2))).await,
     );
-    assert!(matches!(*err, Error::EndedAfterHandshake), "{err}");
+    assert!(
+        matches!(*err, Error::Auth(AuthError::EndedAfterHandshake)),
+        "{err}"
+    );
     assert_prompt(start, "the refused client's call");
 }
 
@@ -753,7 +768,7 @@ async fn v2_client_with_a_wrong_pin_fails_before_sending_message_3() {
     .await
     .expect_err("the pin does not match");
     assert!(
-        matches!(&err, Error::NotAuthorized(key) if *key == server.key()),
+        matches!(&err, Error::Auth(AuthError::NotAuthorized(key)) if *key == server.key()),
         "{err}"
     );
     assert_prompt(start, "the pinning client's verdict");
@@ -764,7 +779,10 @@ async fn v2_client_with_a_wrong_pin_fails_before_sending_message_3() {
     );
     let outcome = server.next_outcome().await;
     assert!(
-        matches!(outcome, Err(Error::Handshake(HandshakeFailure::Closed))),
+        matches!(
+            outcome,
+            Err(Error::Peer(PeerError::Handshake(HandshakeFailure::Closed)))
+        ),
         "{outcome:?}"
     );
 }
@@ -820,14 +838,17 @@ async fn bump_then_server_rejects_and_cuts_the_call_in_flight(
     // The attacked record arrives: the server's verdict is the record's.
     let outcome = server.next_outcome().await;
     assert!(
-        matches!(outcome, Err(Error::Record(RecordError::Decrypt))),
+        matches!(
+            outcome,
+            Err(Error::Peer(PeerError::Record(RecordError::Decrypt)))
+        ),
         "{outcome:?}"
     );
     // It closed without a close record: the client's call in flight fails
     // at once, and the client knows the stream was cut.
     let (outcome, ended) = bounded(slow).await.expect("task");
     let err = connection_error("the call in flight", outcome);
-    assert!(matches!(*err, Error::Truncated), "{err}");
+    assert!(matches!(*err, Error::Peer(PeerError::Truncated)), "{err}");
     assert!(
         ended - start < PROMPT,
         "failed {:?} after the attack",
@@ -875,7 +896,7 @@ async fn v2_replayed_record_closes_the_server_promptly_and_runs_nothing_twice() 
         "a later call",
         bounded(client.call::<_, i64>("Test", "add", (1, 1))).await,
     );
-    assert!(matches!(*err, Error::Truncated), "{err}");
+    assert!(matches!(*err, Error::Peer(PeerError::Truncated)), "{err}");
 }
 
 /// The contrast the issue asks for: v1 seals every frame under one key
@@ -945,11 +966,14 @@ async fn v2_two_client_records_swapped_close_the_server_before_either_runs() {
     assert_prompt(start, "the swapped calls' failure");
     for outcome in [first, second] {
         let err = connection_error("a swapped call", outcome);
-        assert!(matches!(*err, Error::Truncated), "{err}");
+        assert!(matches!(*err, Error::Peer(PeerError::Truncated)), "{err}");
     }
     let outcome = server.next_outcome().await;
     assert!(
-        matches!(outcome, Err(Error::Record(RecordError::Decrypt))),
+        matches!(
+            outcome,
+            Err(Error::Peer(PeerError::Record(RecordError::Decrypt)))
+        ),
         "{outcome:?}"
     );
     assert_eq!(server.bumped(), 0, "neither swapped call ran");
@@ -987,11 +1011,17 @@ async fn v2_two_server_records_swapped_fail_the_client_with_nothing_delivered() 
     assert_prompt(start, "the client's verdict");
     for outcome in [a, b] {
         let err = connection_error("a call whose answer was swapped", outcome);
-        assert!(matches!(*err, Error::Record(RecordError::Decrypt)), "{err}");
+        assert!(
+            matches!(*err, Error::Peer(PeerError::Record(RecordError::Decrypt))),
+            "{err}"
+        );
     }
     // The client closed without a close record: the server knows it was cut.
     let outcome = server.next_outcome().await;
-    assert!(matches!(outcome, Err(Error::Truncated)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(Error::Peer(PeerError::Truncated))),
+        "{outcome:?}"
+    );
     let log = relay.ended(0).await;
     let (to_server, to_client) = records(&log);
     assert_eq!((to_server.len(), to_client.len()), (2, 2));
@@ -1037,14 +1067,20 @@ async fn v2_client_record_reflected_to_the_client_fails_it_promptly() {
         .await
         .expect("task");
     let err = connection_error("the call whose request came back", outcome);
-    assert!(matches!(*err, Error::Record(RecordError::Decrypt)), "{err}");
+    assert!(
+        matches!(*err, Error::Peer(PeerError::Record(RecordError::Decrypt))),
+        "{err}"
+    );
     assert!(
         ended - start < PROMPT,
         "failed {:?} after the attack",
         ended - start
     );
     let outcome = server.next_outcome().await;
-    assert!(matches!(outcome, Err(Error::Truncated)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(Error::Peer(PeerError::Truncated))),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -1093,11 +1129,17 @@ async fn v2_records_from_another_session_are_rejected_both_ways() {
         bounded(second.call::<_, usize>("Count", "bump", ())).await,
     );
     // The server closed before any record of its own.
-    assert!(matches!(*err, Error::EndedAfterHandshake), "{err}");
+    assert!(
+        matches!(*err, Error::Auth(AuthError::EndedAfterHandshake)),
+        "{err}"
+    );
     assert_prompt(start, "the injected request's rejection");
     let outcome = server.next_outcome().await;
     assert!(
-        matches!(outcome, Err(Error::Record(RecordError::Decrypt))),
+        matches!(
+            outcome,
+            Err(Error::Peer(PeerError::Record(RecordError::Decrypt)))
+        ),
         "{outcome:?}"
     );
     assert_eq!(server.bumped(), 1, "the foreign request did not run");
@@ -1112,10 +1154,16 @@ async fn v2_records_from_another_session_are_rejected_both_ways() {
         "the call answered with another session's answer",
         bounded(third.call::<_, usize>("Count", "bump", ())).await,
     );
-    assert!(matches!(*err, Error::Record(RecordError::Decrypt)), "{err}");
+    assert!(
+        matches!(*err, Error::Peer(PeerError::Record(RecordError::Decrypt))),
+        "{err}"
+    );
     assert_prompt(start, "the injected answer's rejection");
     let outcome = server.next_outcome().await;
-    assert!(matches!(outcome, Err(Error::Truncated)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(Error::Peer(PeerError::Truncated))),
+        "{outcome:?}"
+    );
     let log = relay.ended(2).await;
     assert_eq!(relay.log(0).from_server[1].len(), log.from_server[1].len());
     assert_eq!(server.bumped(), 2, "the third session's own call ran, once");
@@ -1154,7 +1202,7 @@ async fn v2_stream_cut_after_a_complete_record_is_truncated_not_closed() {
     assert_eq!(echoed, "x");
     let (outcome, ended) = bounded(slow).await.expect("task");
     let err = connection_error("the call in flight at the cut", outcome);
-    assert!(matches!(*err, Error::Truncated), "{err}");
+    assert!(matches!(*err, Error::Peer(PeerError::Truncated)), "{err}");
     assert!(
         ended - start < PROMPT,
         "failed {:?} after the cut",
@@ -1162,12 +1210,15 @@ async fn v2_stream_cut_after_a_complete_record_is_truncated_not_closed() {
     );
     // The server, cut off too, knows it as well.
     let outcome = server.next_outcome().await;
-    assert!(matches!(outcome, Err(Error::Truncated)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(Error::Peer(PeerError::Truncated))),
+        "{outcome:?}"
+    );
     let err = connection_error(
         "a later call",
         bounded(client.call::<_, i64>("Test", "add", (1, 1))).await,
     );
-    assert!(matches!(*err, Error::Truncated), "{err}");
+    assert!(matches!(*err, Error::Peer(PeerError::Truncated)), "{err}");
 }
 
 #[tokio::test]
@@ -1186,10 +1237,16 @@ async fn v2_stream_cut_after_the_first_request_is_truncated_for_the_server() {
     let outcome = bounded(client.call::<_, u64>("Test", "sleep", (LONG_SLEEP_MS,))).await;
     let err = connection_error("the call cut off", outcome);
     // The client opened no record before the cut.
-    assert!(matches!(*err, Error::EndedAfterHandshake), "{err}");
+    assert!(
+        matches!(*err, Error::Auth(AuthError::EndedAfterHandshake)),
+        "{err}"
+    );
     assert_prompt(start, "the client's verdict on the cut");
     let outcome = server.next_outcome().await;
-    assert!(matches!(outcome, Err(Error::Truncated)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(Error::Peer(PeerError::Truncated))),
+        "{outcome:?}"
+    );
 }
 
 /// The contrast: v1 has no close record, so the same cut looks like a
