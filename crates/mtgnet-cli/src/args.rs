@@ -52,8 +52,10 @@ pub(crate) struct ServeArgs {
     /// Serves Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
-    /// Threads that serve connections (default: one per CPU). 1 runs the
-    /// whole server on one thread: no wake-up crosses threads.
+    /// Threads that serve connections (default: one per CPU). Over TCP each
+    /// thread has its own runtime and listener (SO_REUSEPORT) and keeps its
+    /// connections: no wake-up crosses threads; each takes its share of
+    /// --max-connections.
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Serves unencrypted connections.
@@ -296,6 +298,10 @@ pub(crate) struct BenchArgs {
     /// in the same run, and prints the ratio: the ceiling of this machine.
     #[arg(long, conflicts_with_all = ["crypto", "handshakes"])]
     pub(crate) baseline: bool,
+    /// Threads of the client's runtime (default: 1 for one connection, else
+    /// one per CPU). 1 runs the load on one thread: no wake-up crosses threads.
+    #[arg(long, value_name = "N", conflicts_with = "crypto")]
+    pub(crate) threads: Option<usize>,
     /// Prints the result as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,

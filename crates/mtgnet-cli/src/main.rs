@@ -127,3 +127,22 @@ pub(crate) fn init_tracing(default_level: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
+
+/// The tokio runtime of `serve` and `bench`: `threads` worker threads
+/// (`None`: one per CPU); one thread is the current-thread scheduler, with
+/// no work stealing and no wake-up crossing threads.
+pub(crate) fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let built = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(threads) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    anyhow::Context::context(built, "cannot start the tokio runtime")
+}

@@ -26,8 +26,8 @@ pub(crate) struct ServeSettings {
     pub(crate) config: ServerConfig,
     /// Where the identity came from, when encrypted.
     pub(crate) identity_source: Option<IdentitySource>,
-    /// Runtime threads; `None`: one per CPU.
-    pub(crate) threads: Option<usize>,
+    /// Server threads (`--threads`, else one per CPU).
+    pub(crate) threads: usize,
 }
 
 impl TryFrom<ServeArgs> for ServeSettings {
@@ -44,9 +44,23 @@ impl TryFrom<ServeArgs> for ServeSettings {
             .write_stall(args.write_stall)
             .shutdown_grace(args.shutdown_grace);
         limits.validate().map_err(invalid_flag)?;
-        if args.threads == Some(0) {
-            bail!("invalid --threads: 0; it must be at least 1");
-        }
+        let threads = match args.threads {
+            Some(0) => bail!("invalid --threads: 0; it must be at least 1"),
+            Some(threads) => threads,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        // Over TCP each thread serves its own share of the connections, so
+        // that together they never exceed --max-connections.
+        let threads = match &args.listen {
+            Endpoint::Tcp(_) => threads.min(args.max_connections.max(1)),
+            Endpoint::Unix(_) => threads,
+        };
+        let limits = match &args.listen {
+            Endpoint::Tcp(_) if threads > 1 => {
+                limits.max_connections((args.max_connections / threads).max(1))
+            }
+            _ => limits,
+        };
         if args.metrics.is_some_and(|address| address.port() == 0) {
             bail!("--metrics needs a port other than 0: the port it picks could not be reported");
         }
@@ -71,7 +85,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             metrics: args.metrics,
             config: config.limits(limits),
             identity_source,
-            threads: args.threads,
+            threads,
         })
     }
 }
@@ -94,22 +108,13 @@ pub(crate) fn invalid_flag(e: ConfigError) -> anyhow::Error {
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = ServeSettings::try_from(args)?;
     crate::init_tracing("info");
-    let runtime = match settings.threads {
-        // One thread: the current-thread scheduler, with no work stealing
-        // to pay for.
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(threads) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+    match &settings.listen {
+        Endpoint::Tcp(address) if settings.threads > 1 => {
+            let address = address.clone();
+            per_thread(&address, settings)
+        }
+        _ => crate::runtime(Some(settings.threads))?.block_on(serve(settings)),
     }
-    .context("cannot start the tokio runtime")?;
-    runtime.block_on(serve(settings))
 }
 
 async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
@@ -153,8 +158,24 @@ async fn run_server<L: Listener>(
     listener: L,
     address: &str,
     settings: ServeSettings,
-    mut signals: Signals,
+    signals: Signals,
 ) -> anyhow::Result<()> {
+    announce(address, &settings)?;
+    let server = Server::new(registry(), settings.config)?;
+    tracing::info!(%address, "listening");
+    let shutdown = Shutdown::new();
+    tokio::spawn(stop_on_signal(signals, shutdown.clone()));
+    server
+        .serve(listener, shutdown)
+        .await
+        .context("the server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs the metrics exporter, prints the first lines (`listening ADDR`,
+/// `public-key B64`) and logs what the server accepts.
+fn announce(address: &str, settings: &ServeSettings) -> anyhow::Result<()> {
     if let Some(address) = settings.metrics {
         install_metrics(address)?;
     }
@@ -189,25 +210,121 @@ async fn run_server<L: Listener>(
             );
         }
     }
-    let server = Server::new(registry(), settings.config)?;
-    tracing::info!(%address, "listening");
-    let shutdown = Shutdown::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            tokio::select! {
-                _ = signals.interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-                _ = signals.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-            }
-            shutdown.trigger();
-        }
-    });
-    server
-        .serve(listener, shutdown)
-        .await
-        .context("the server failed")?;
-    tracing::info!("stopped");
     Ok(())
+}
+
+/// Triggers `shutdown` on the first SIGINT or SIGTERM.
+async fn stop_on_signal(mut signals: Signals, shutdown: Shutdown) {
+    tokio::select! {
+        _ = signals.interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = signals.terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.trigger();
+}
+
+/// Serves TCP on `threads` threads, each with a current-thread runtime and
+/// a listener of its own on the same address (`SO_REUSEPORT`: the kernel
+/// spreads new connections over them). A connection lives on one thread:
+/// its reading, handlers and writing never wake another thread, while the
+/// threads together use every core. Each thread takes its share of
+/// `--max-connections`.
+fn per_thread(address: &str, settings: ServeSettings) -> anyhow::Result<()> {
+    let listeners = reuseport_listeners(address, settings.threads)
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let bound = listeners[0]
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let runtime = crate::runtime(Some(1))?;
+    runtime.block_on(async move {
+        let signals = Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        };
+        let address = bound.to_string();
+        announce(&address, &settings)?;
+        let server = Server::new(registry(), settings.config)?;
+        tracing::info!(%address, threads = listeners.len(), "listening");
+        let shutdown = Shutdown::new();
+        tokio::spawn(stop_on_signal(signals, shutdown.clone()));
+        let mut threads = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            let server = server.clone();
+            let stop = shutdown.clone();
+            let thread = std::thread::Builder::new()
+                .name("mtgnet-serve".to_owned())
+                .spawn(move || {
+                    let served = serve_one_thread(&server, listener, stop.clone());
+                    // One thread failing stops them all.
+                    stop.trigger();
+                    served
+                });
+            match thread {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    shutdown.trigger();
+                    tracing::error!(error = %e, "cannot start a server thread");
+                    break;
+                }
+            }
+        }
+        let mut outcome = Ok(());
+        for thread in threads {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            let served = match joined {
+                Ok(Ok(served)) => served,
+                _ => Err(anyhow::anyhow!("a server thread panicked")),
+            };
+            if outcome.is_ok() {
+                outcome = served;
+            }
+        }
+        outcome?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// One server thread: its listener, on its own current-thread runtime.
+fn serve_one_thread(
+    server: &Server,
+    listener: std::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let runtime = crate::runtime(Some(1))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        server
+            .serve(listener, shutdown)
+            .await
+            .context("the server failed")
+    })
+}
+
+/// `count` listeners on `address`, all with `SO_REUSEPORT`: the first picks
+/// the port when `address` asks for port 0, the others take the same.
+fn reuseport_listeners(address: &str, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use std::net::ToSocketAddrs;
+    let mut target = address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(target),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&target.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        target = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// Installs the Prometheus exporter as the process's metrics recorder,

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use mtgnet::{
     AuthorizedKeys, ClientConfig, Encryption, EncryptionVersion, IdentitySecret, Limits,
     ServerConfig,
@@ -93,12 +93,17 @@ pub(crate) struct LoadSettings {
     pub(crate) json: bool,
     /// `--baseline`: also measure a raw TCP echo of the same frames.
     pub(crate) baseline: bool,
+    /// Runtime threads; `None`: one per CPU.
+    pub(crate) threads: Option<usize>,
 }
 
 impl TryFrom<BenchArgs> for BenchSettings {
     type Error = anyhow::Error;
 
     fn try_from(args: BenchArgs) -> anyhow::Result<BenchSettings> {
+        if args.threads == Some(0) {
+            bail!("invalid --threads: 0; it must be at least 1");
+        }
         if args.duration.is_zero() {
             bail!("--duration must be more than 0 seconds");
         }
@@ -168,6 +173,7 @@ impl TryFrom<BenchArgs> for BenchSettings {
             timeout: args.timeout,
             json: args.json,
             baseline: args.baseline,
+            threads: args.threads,
         })))
     }
 }
@@ -207,10 +213,12 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match settings {
         BenchSettings::Crypto { duration, json } => crypto::crypto(duration, json),
         BenchSettings::Load(settings) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the tokio runtime")?;
+            // One connection on one thread: its caller tasks, reader and
+            // writer never wake another thread.
+            let threads = settings
+                .threads
+                .or((settings.connections == 1).then_some(1));
+            let runtime = crate::runtime(threads)?;
             let (report, first_error) = runtime.block_on(load::load(&settings))?;
             // Tasks still winding down (connection drivers) must not delay the exit.
             runtime.shutdown_timeout(Duration::from_secs(1));

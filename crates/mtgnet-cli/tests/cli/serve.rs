@@ -149,11 +149,31 @@ fn max_frame_limit_applies_to_requests() {
     assert!(out.stderr.starts_with("error: "), "{out:?}");
 }
 
+/// The names of the server process's threads called `mtgnet-serve`.
+fn serve_threads(server: &Server) -> usize {
+    let tasks = format!("/proc/{}/task", server.child.id());
+    std::fs::read_dir(tasks)
+        .expect("the server's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "mtgnet-serve")
+        .count()
+}
+
 #[test]
 fn threads_sets_the_runtime_and_zero_is_refused() {
-    for threads in ["1", "2"] {
-        let server = Server::start(&["--plain", "--threads", threads]);
-        server.assert_serves();
+    // Over TCP, N > 1 threads each serve their own listener on the port.
+    for (threads, max_connections, expected) in [("1", "8", 0), ("3", "8", 3), ("3", "2", 2)] {
+        let server = Server::start(&[
+            "--plain",
+            "--threads",
+            threads,
+            "--max-connections",
+            max_connections,
+        ]);
+        for _ in 0..6 {
+            server.assert_serves();
+        }
+        assert_eq!(serve_threads(&server), expected, "--threads {threads}");
     }
     let out = run(&["serve", "--plain", "--threads", "0"]);
     assert_eq!(

@@ -89,7 +89,7 @@ pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitSta
 
 /// A running `mtgnet serve`, killed when dropped.
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     /// The address it listens on.
     pub(crate) addr: String,
     /// Its public key, when encrypted.
