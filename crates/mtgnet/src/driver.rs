@@ -243,7 +243,8 @@ async fn run(first: (Connection, Driving), mut dial: Option<Dial>, mut end: End)
                 tokio::time::sleep(delay).await;
                 dial().await
             };
-            let Either::Right(dialled) = first_of(stopped(&shared.close, &end.route), attempt).await
+            let Either::Right(dialled) =
+                first_of(stopped(&shared.close, &end.route), attempt).await
             else {
                 end.outcome = Some(Outcome::Closed);
                 return;

@@ -125,8 +125,7 @@ impl Server {
                 Ok(slot) => slot,
                 Err(_) => {
                     metrics::limit_hit(Limit::MaxConnections);
-                    match first_of(shutdown.triggered(), Arc::clone(&slots).acquire_owned()).await
-                    {
+                    match first_of(shutdown.triggered(), Arc::clone(&slots).acquire_owned()).await {
                         Either::Left(()) => break,
                         Either::Right(slot) => slot.map_err(std::io::Error::other)?,
                     }

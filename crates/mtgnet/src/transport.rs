@@ -366,15 +366,17 @@ where
                 let received = match close {
                     // Closing first: a queue that never runs dry would
                     // otherwise keep it from being seen.
-                    Some(close) if !closing_now => match first_of(close.notified(), messages.recv()).await {
-                        Either::Left(()) => {
-                            // No more messages; those queued still go out.
-                            messages.close();
-                            closing_now = true;
-                            continue;
+                    Some(close) if !closing_now => {
+                        match first_of(close.notified(), messages.recv()).await {
+                            Either::Left(()) => {
+                                // No more messages; those queued still go out.
+                                messages.close();
+                                closing_now = true;
+                                continue;
+                            }
+                            Either::Right(received) => received,
                         }
-                        Either::Right(received) => received,
-                    },
+                    }
                     _ => messages.recv().await,
                 };
                 match received {

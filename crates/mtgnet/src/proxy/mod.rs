@@ -195,7 +195,8 @@ impl<C: Connector> Proxy<C> {
             // Shutdown first, so that a stream of clients cannot hide it;
             // reaping before accepting keeps finished connections from
             // piling up in the set.
-            let slot = match first_of(shutdown.triggered(), Arc::clone(&slots).acquire_owned()).await {
+            let free = Arc::clone(&slots).acquire_owned();
+            let slot = match first_of(shutdown.triggered(), free).await {
                 Either::Left(()) => break,
                 Either::Right(slot) => slot.map_err(std::io::Error::other)?,
             };
@@ -285,7 +286,8 @@ impl<C: Connector> Proxy<C> {
             }
         };
         tracing::debug!(?address, client = ?channel.peer_identity(), "client accepted; connecting to the backend");
-        let Either::Right(backend) = first_of(shutdown.triggered(), self.open_backend()).await else {
+        let Either::Right(backend) = first_of(shutdown.triggered(), self.open_backend()).await
+        else {
             close(io, channel, limits.write_stall).await;
             return Ok(());
         };
