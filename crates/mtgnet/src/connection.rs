@@ -23,6 +23,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot, watch};
 use crate::config::ClientConfig;
 use crate::error::{CallError, Error, PeerError};
 use crate::handshake::{self, Channel};
+use crate::race::{Either, first_of};
 use crate::transport::{self, Framer, MessageReader};
 
 /// Requests queued for the writer before callers wait (back-pressure).
@@ -436,12 +437,11 @@ where
     };
     // Closing (`Client::close`, or every handle dropped) goes through the
     // writer: what is queued is written, then (v2) the close record.
-    let reason = tokio::select! {
-        reason = read => reason,
-        written = transport::write_messages(wr, queue, write_stall, framer, Some(&inner.close)) => match written {
-            Ok(()) => Error::Closed,
-            Err(e) => Error::Io(e),
-        },
+    let write = transport::write_messages(wr, queue, write_stall, framer, Some(&inner.close));
+    let reason = match first_of(read, write).await {
+        Either::Left(reason) => reason,
+        Either::Right(Ok(())) => Error::Closed,
+        Either::Right(Err(e)) => Error::Io(e),
     };
     match &reason {
         Error::Closed => tracing::debug!("client connection closed"),

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ClientConfig;
 use crate::connection::{Connection, Driving};
 use crate::error::Error;
+use crate::race::{Either, first_of};
 use crate::reconnect::{ClientState, is_permanent};
 
 /// Makes the next connection: connects (within the connect timeout) and
@@ -189,10 +190,7 @@ impl Drop for End {
 /// Resolves when the client is to close: `Client::close`, or every
 /// handle dropped.
 async fn stopped(close: &CancellationToken, route: &watch::Sender<Route>) {
-    tokio::select! {
-        () = close.cancelled() => {}
-        () = route.closed() => {}
-    }
+    first_of(close.cancelled(), route.closed()).await;
 }
 
 fn random_u64() -> u64 {
@@ -210,11 +208,10 @@ async fn run(first: (Connection, Driving), mut dial: Option<Dial>, mut end: End)
     let (mut connection, mut driving) = first;
     loop {
         let since = Instant::now();
-        let ended = tokio::select! {
-            reason = &mut driving => Some(reason),
-            () = stopped(&shared.close, &end.route) => None,
-        };
-        let Some(reason) = ended else {
+        // Closing first: a client closed as its connection drops ends
+        // `Closed`, as asked, rather than reconnecting or failing.
+        let ended = first_of(stopped(&shared.close, &end.route), &mut driving).await;
+        let Either::Right(reason) = ended else {
             // What is queued is written, then (v2) the close record.
             connection.close();
             driving.await;
@@ -246,12 +243,11 @@ async fn run(first: (Connection, Driving), mut dial: Option<Dial>, mut end: End)
                 tokio::time::sleep(delay).await;
                 dial().await
             };
-            let dialled = tokio::select! {
-                dialled = attempt => dialled,
-                () = stopped(&shared.close, &end.route) => {
-                    end.outcome = Some(Outcome::Closed);
-                    return;
-                }
+            let Either::Right(dialled) =
+                first_of(stopped(&shared.close, &end.route), attempt).await
+            else {
+                end.outcome = Some(Outcome::Closed);
+                return;
             };
             match dialled {
                 Ok(opened) => break opened,

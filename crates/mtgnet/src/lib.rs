@@ -73,6 +73,7 @@ mod handshake;
 mod listener;
 pub mod metrics;
 pub mod proxy;
+mod race;
 mod reconnect;
 mod server;
 mod tcp;

@@ -24,6 +24,7 @@ use crate::error::{ConfigError, Error};
 use crate::handshake::{self, Channel};
 use crate::listener::{Listener, Shutdown};
 use crate::metrics::{self, Limit};
+use crate::race::{Either, first_of, next_ended};
 use crate::transport::{self, Framer, MessageReader, WriteStalled};
 
 /// An MTGNet server: a [`Registry`] of services behind a [`ServerConfig`].
@@ -124,17 +125,24 @@ impl Server {
                 Ok(slot) => slot,
                 Err(_) => {
                     metrics::limit_hit(Limit::MaxConnections);
-                    tokio::select! {
-                        () = shutdown.triggered() => break,
-                        slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
+                    match first_of(shutdown.triggered(), Arc::clone(&slots).acquire_owned()).await {
+                        Either::Left(()) => break,
+                        Either::Right(slot) => slot.map_err(std::io::Error::other)?,
                     }
                 }
             };
-            let (io, peer) = tokio::select! {
-                () = shutdown.triggered() => break,
+            // Shutdown first, so that a stream of clients cannot hide it;
+            // reaping before accepting keeps finished connections from
+            // piling up in the set.
+            let waited = first_of(
+                shutdown.triggered(),
+                first_of(next_ended(&mut connections), listener.accept()),
+            );
+            let (io, peer) = match waited.await {
+                Either::Left(()) => break,
                 // Reap finished connections while waiting for the next one.
-                Some(_) = connections.join_next() => continue,
-                accepted = listener.accept() => match accepted {
+                Either::Right(Either::Left(_)) => continue,
+                Either::Right(Either::Right(accepted)) => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) if is_per_connection(&e) => {
                         tracing::debug!(error = %e, "accept failed for one connection");
@@ -227,9 +235,10 @@ impl Server {
         let mut buf = BytesMut::new();
         let channel = match self.config.encryption() {
             Some(encryption) => {
-                let (version, channel) = tokio::select! {
-                    done = handshake::server(&mut io, &mut buf, encryption) => done,
-                    () = shutdown.triggered() => return Ok(()),
+                let handshake = handshake::server(&mut io, &mut buf, encryption);
+                let (version, channel) = match first_of(shutdown.triggered(), handshake).await {
+                    Either::Left(()) => return Ok(()),
+                    Either::Right(done) => done,
                 };
                 metrics::handshake(version, &channel);
                 channel?
@@ -272,9 +281,10 @@ impl Server {
 
         // `Some` once the writer has stopped before it was asked to.
         let mut written = None;
-        let outcome = tokio::select! {
-            outcome = connection.read_requests(&mut reader, &shutdown, limits.idle_timeout) => outcome,
-            result = writer.join() => {
+        let reading = connection.read_requests(&mut reader, &shutdown, limits.idle_timeout);
+        let outcome = match first_of(reading, writer.join()).await {
+            Either::Left(outcome) => outcome,
+            Either::Right(result) => {
                 written = Some(result);
                 Err(Error::Closed)
             }
@@ -282,9 +292,9 @@ impl Server {
         if outcome.is_ok() {
             // Requests read but not started are answered `shutting-down`;
             // those running may finish within the grace period.
-            tokio::select! {
-                () = connection.finish(&mut reader, limits.shutdown_grace) => {}
-                result = writer.join() => written = Some(result),
+            let finishing = connection.finish(&mut reader, limits.shutdown_grace);
+            if let Either::Right(result) = first_of(finishing, writer.join()).await {
+                written = Some(result);
             }
         }
         if let Err(e) = &outcome {
@@ -439,23 +449,37 @@ impl Connection<'_> {
                 Ok(slot) => slot,
                 Err(_) => {
                     metrics::limit_hit(Limit::MaxInFlight);
-                    tokio::select! {
-                        slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| Error::Closed)?,
-                        () = &mut stop => return Ok(()),
+                    match first_of(&mut stop, Arc::clone(&self.slots).acquire_owned()).await {
+                        Either::Left(()) => return Ok(()),
+                        Either::Right(slot) => slot.map_err(|_| Error::Closed)?,
                     }
                 }
             };
             if !self.budget.is_below_limit() {
                 metrics::limit_hit(Limit::MaxConnectionBytes);
-                tokio::select! {
-                    () = self.budget.below_limit() => {}
-                    () = &mut stop => return Ok(()),
+                if let Either::Left(()) = first_of(&mut stop, self.budget.below_limit()).await {
+                    return Ok(());
                 }
             }
-            let next = tokio::select! {
-                next = reader.next() => next,
-                () = &mut stop => return Ok(()),
-                () = &mut idle => {
+            // Shutdown first, so that a peer that keeps sending cannot hide
+            // it; reading before the idle timer, so that a request that has
+            // arrived is not taken for idleness.
+            let waited = first_of(
+                &mut stop,
+                first_of(
+                    next_ended(&mut self.requests),
+                    first_of(reader.next(), &mut idle),
+                ),
+            );
+            let next = match waited.await {
+                Either::Left(()) => return Ok(()),
+                // Keep the set small while waiting for the next request.
+                Either::Right(Either::Left(_)) => {
+                    active = Instant::now();
+                    continue;
+                }
+                Either::Right(Either::Right(Either::Left(next))) => next,
+                Either::Right(Either::Right(Either::Right(()))) => {
                     // A call being handled or answered (a slot held besides
                     // the one this loop took) counts as activity.
                     if self.slots.available_permits() + 1 < self.max_in_flight {
@@ -470,11 +494,6 @@ impl Connection<'_> {
                     tracing::debug!(address = ?self.peer.address, "closing an idle connection");
                     metrics::limit_hit(Limit::IdleTimeout);
                     return Ok(());
-                }
-                // Keep the set small while waiting for the next request.
-                Some(_) = self.requests.join_next(), if !self.requests.is_empty() => {
-                    active = Instant::now();
-                    continue;
                 }
             };
             let Some(payload) = next? else {
@@ -493,14 +512,13 @@ impl Connection<'_> {
             let more = request.calls().clamp(1, self.max_in_flight) - 1;
             if more > 0 {
                 let more = u32::try_from(more).unwrap_or(u32::MAX);
-                tokio::select! {
-                    extra = Arc::clone(&self.slots).acquire_many_owned(more) => {
-                        slots.merge(extra.map_err(|_| Error::Closed)?);
-                    }
-                    () = &mut stop => {
+                let extra = Arc::clone(&self.slots).acquire_many_owned(more);
+                match first_of(&mut stop, extra).await {
+                    Either::Left(()) => {
                         self.send(request.refuse(shutting_down()), slots, charge);
                         return Ok(());
                     }
+                    Either::Right(extra) => slots.merge(extra.map_err(|_| Error::Closed)?),
                 }
             }
             self.start(request, slots, charge);

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::error::{AuthError, Error};
 use crate::handshake::Channel;
+use crate::race::{Either, first_of};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4 * 1024;
@@ -363,15 +364,19 @@ where
             Some(message) => message,
             None => {
                 let received = match close {
-                    Some(close) if !closing_now => tokio::select! {
-                        received = messages.recv() => received,
-                        () = close.notified() => {
-                            // No more messages; those queued still go out.
-                            messages.close();
-                            closing_now = true;
-                            continue;
+                    // Closing first: a queue that never runs dry would
+                    // otherwise keep it from being seen.
+                    Some(close) if !closing_now => {
+                        match first_of(close.notified(), messages.recv()).await {
+                            Either::Left(()) => {
+                                // No more messages; those queued still go out.
+                                messages.close();
+                                closing_now = true;
+                                continue;
+                            }
+                            Either::Right(received) => received,
                         }
-                    },
+                    }
                     _ => messages.recv().await,
                 };
                 match received {

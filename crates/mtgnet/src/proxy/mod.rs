@@ -68,6 +68,7 @@ pub use config::{Connector, ProxyConfig, TcpConnector};
 use crate::error::{ConfigError, Error};
 use crate::handshake::{self, Channel};
 use crate::listener::{Listener, Shutdown};
+use crate::race::{Either, first_of, next_ended};
 use crate::server::is_per_connection;
 use crate::transport;
 
@@ -191,14 +192,22 @@ impl<C: Connector> Proxy<C> {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut connections = JoinSet::new();
         loop {
-            let slot = tokio::select! {
-                () = shutdown.triggered() => break,
-                slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
+            // Shutdown first, so that a stream of clients cannot hide it;
+            // reaping before accepting keeps finished connections from
+            // piling up in the set.
+            let free = Arc::clone(&slots).acquire_owned();
+            let slot = match first_of(shutdown.triggered(), free).await {
+                Either::Left(()) => break,
+                Either::Right(slot) => slot.map_err(std::io::Error::other)?,
             };
-            let (io, peer) = tokio::select! {
-                () = shutdown.triggered() => break,
-                Some(_) = connections.join_next() => continue,
-                accepted = listener.accept() => match accepted {
+            let waited = first_of(
+                shutdown.triggered(),
+                first_of(next_ended(&mut connections), listener.accept()),
+            );
+            let (io, peer) = match waited.await {
+                Either::Left(()) => break,
+                Either::Right(Either::Left(_)) => continue,
+                Either::Right(Either::Right(accepted)) => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) if is_per_connection(&e) => {
                         tracing::debug!(error = %e, "accept failed for one connection");
@@ -263,9 +272,9 @@ impl<C: Connector> Proxy<C> {
     {
         let limits = self.config.limits_ref();
         let mut buf = BytesMut::new();
-        let handshake = tokio::select! {
-            channel = handshake::server(&mut io, &mut buf, self.config.front()) => channel,
-            () = shutdown.triggered() => return Ok(()),
+        let handshake = handshake::server(&mut io, &mut buf, self.config.front());
+        let Either::Right(handshake) = first_of(shutdown.triggered(), handshake).await else {
+            return Ok(());
         };
         let channel = match handshake.1 {
             Ok(channel) => channel,
@@ -277,12 +286,10 @@ impl<C: Connector> Proxy<C> {
             }
         };
         tracing::debug!(?address, client = ?channel.peer_identity(), "client accepted; connecting to the backend");
-        let backend = tokio::select! {
-            backend = self.open_backend() => backend,
-            () = shutdown.triggered() => {
-                close(io, channel, limits.write_stall).await;
-                return Ok(());
-            }
+        let Either::Right(backend) = first_of(shutdown.triggered(), self.open_backend()).await
+        else {
+            close(io, channel, limits.write_stall).await;
+            return Ok(());
         };
         match backend {
             Ok((backend, backend_buf, backend_channel)) => {

@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -31,6 +32,7 @@ use crate::config::Limits;
 use crate::error::Error;
 use crate::handshake::Channel;
 use crate::listener::Shutdown;
+use crate::race::{Either, first_of};
 use crate::transport::{self, Framer, MessageReader};
 
 /// Messages queued for one side's writer at most; the bytes they hold are
@@ -70,6 +72,24 @@ enum Pumped {
     Stopped,
     /// The destination's writer is gone (its own failure says why).
     DestinationGone,
+}
+
+/// What the relay's loop woke up for.
+enum Event {
+    /// The client-to-backend pump stopped.
+    Up(Result<Pumped, Error>),
+    /// The backend-to-client pump stopped.
+    Down(Result<Pumped, Error>),
+    /// The backend's writer ended.
+    BackendWritten(std::io::Result<()>),
+    /// The client's writer ended.
+    ClientWritten(std::io::Result<()>),
+    /// The proxy is shutting down.
+    Stopping,
+    /// The idle timer went off (the connection may have been active since).
+    Idle,
+    /// The backend's grace period for its last answers ran out.
+    GraceOver,
 }
 
 /// When a message last went either way.
@@ -186,9 +206,48 @@ where
                 grace.reset(Instant::now() + limits.shutdown_grace);
             }
         };
+        // Set once the grace period has run out: its timer stays expired,
+        // and is not to be taken as news again.
+        let mut grace_over = false;
         loop {
-            tokio::select! {
-                pumped = &mut up, if !up_done => {
+            // Each branch is waited for only while it means something; each
+            // is heard once (the idle timer once per deadline), so the order
+            // they are looked at in does not matter.
+            let event = std::future::poll_fn(|cx| {
+                if !up_done {
+                    if let Poll::Ready(pumped) = up.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Up(pumped));
+                    }
+                }
+                if !down_done {
+                    if let Poll::Ready(pumped) = down.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Down(pumped));
+                    }
+                }
+                if !backend_writer_done {
+                    if let Poll::Ready(written) = backend_writer.as_mut().poll(cx) {
+                        return Poll::Ready(Event::BackendWritten(written));
+                    }
+                }
+                if let Poll::Ready(written) = client_writer.as_mut().poll(cx) {
+                    return Poll::Ready(Event::ClientWritten(written));
+                }
+                if !closing {
+                    if stopping.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Stopping);
+                    }
+                    if idle.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Idle);
+                    }
+                }
+                if closing && !grace_over && grace.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::GraceOver);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Up(pumped) => {
                     up_done = true;
                     match pumped {
                         // Passed on: the backend's writer ends, shutting the
@@ -202,7 +261,7 @@ where
                         Err(e) => return Err(ProxyError::Client(e)),
                     }
                 }
-                pumped = &mut down, if !down_done => {
+                Event::Down(pumped) => {
                     down_done = true;
                     if let Err(e) = pumped {
                         backend_failure = Some(e);
@@ -211,7 +270,7 @@ where
                     // writes what is queued, then closes cleanly.
                     stop_up.trigger();
                 }
-                written = &mut backend_writer, if !backend_writer_done => {
+                Event::BackendWritten(written) => {
                     backend_writer_done = true;
                     if let Err(e) = written {
                         backend_failure.get_or_insert(Error::Io(e));
@@ -219,12 +278,12 @@ where
                         stop_down.trigger();
                     }
                 }
-                written = &mut client_writer => match written {
+                Event::ClientWritten(written) => match written {
                     Ok(()) => break,
                     Err(e) => return Err(ProxyError::Client(Error::Io(e))),
                 },
-                () = &mut stopping, if !closing => close(&mut closing, grace.as_mut()),
-                () = &mut idle, if !closing => {
+                Event::Stopping => close(&mut closing, grace.as_mut()),
+                Event::Idle => {
                     let deadline = activity.last() + limits.idle_timeout;
                     if deadline > Instant::now() {
                         idle.as_mut().reset(deadline);
@@ -233,7 +292,10 @@ where
                         close(&mut closing, grace.as_mut());
                     }
                 }
-                () = &mut grace, if closing => stop_down.trigger(),
+                Event::GraceOver => {
+                    grace_over = true;
+                    stop_down.trigger();
+                }
             }
         }
     }
@@ -269,22 +331,21 @@ async fn pump<R: AsyncRead + Unpin>(
     loop {
         // Back-pressure: nothing more is read while the direction holds its
         // budget; the writer gives bytes back as it writes.
+        // The stop is looked at first each time, so that a busy source
+        // cannot hide it.
         if !budget.is_below_limit() {
-            tokio::select! {
-                () = budget.below_limit() => {}
-                () = &mut stopped => return Ok(Pumped::Stopped),
+            if let Either::Left(()) = first_of(&mut stopped, budget.below_limit()).await {
+                return Ok(Pumped::Stopped);
             }
         }
-        let permit = tokio::select! {
-            permit = queue.reserve() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return Ok(Pumped::DestinationGone),
-            },
-            () = &mut stopped => return Ok(Pumped::Stopped),
+        let permit = match first_of(&mut stopped, queue.reserve()).await {
+            Either::Left(()) => return Ok(Pumped::Stopped),
+            Either::Right(Ok(permit)) => permit,
+            Either::Right(Err(_)) => return Ok(Pumped::DestinationGone),
         };
-        let next = tokio::select! {
-            next = reader.next() => next?,
-            () = &mut stopped => return Ok(Pumped::Stopped),
+        let next = match first_of(&mut stopped, reader.next()).await {
+            Either::Left(()) => return Ok(Pumped::Stopped),
+            Either::Right(next) => next?,
         };
         let Some(message) = next else {
             return Ok(Pumped::SourceEnded);
