@@ -89,7 +89,7 @@ pub use handshake::{Initiator, Responder};
 pub use identity::NoiseIdentity;
 pub use opener::{Opened, Opener};
 pub use record::Flag;
-pub use sealer::Sealer;
+pub use sealer::{Reservation, Sealer};
 pub use session::Session;
 
 #[cfg(test)]
