@@ -68,6 +68,7 @@ pub mod demo;
 mod error;
 mod handshake;
 mod listener;
+mod record_sealer;
 mod server;
 pub mod trace;
 mod transport;
