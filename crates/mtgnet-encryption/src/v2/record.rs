@@ -236,6 +236,14 @@ impl Verified<'_> {
             .expose_secret(|key| sodium::chacha20_xor(output, input, offset, &self.nonce, key));
     }
 
+    /// [`decrypt`](Self::decrypt), appending the plaintext to `output`
+    /// (written straight into its spare capacity, not zero-filled first).
+    pub(crate) fn decrypt_append(&self, output: &mut Vec<u8>, input: &[u8], offset: usize) {
+        self.key.key.expose_secret(|key| {
+            sodium::chacha20_xor_append(output, input, offset, &self.nonce, key);
+        });
+    }
+
     /// [`decrypt`](Self::decrypt) in place.
     pub(crate) fn decrypt_in_place(&self, buf: &mut [u8], offset: usize) {
         self.key
