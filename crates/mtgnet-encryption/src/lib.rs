@@ -9,7 +9,9 @@
 //! [`Initiator`](v2::Initiator) or [`Responder`](v2::Responder) consumes
 //! and produces the three handshake frame payloads, yielding a
 //! [`v2::Session`] that splits into a [`Sealer`](v2::Sealer), which writes
-//! whole netstring+ frames of records, and an [`Opener`](v2::Opener), which
+//! whole netstring+ frames of records (in one call, or reserving the
+//! counters first so that messages can be sealed on several threads at
+//! once), and an [`Opener`](v2::Opener), which
 //! opens records and reassembles messages. Reading frames and moving them
 //! over a socket is the job of `mtgnet-proto` and `mtgnet`.
 //!

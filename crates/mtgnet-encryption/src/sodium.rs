@@ -487,6 +487,53 @@ pub(crate) fn chacha20_xor_in_place(
     assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
 }
 
+/// [`chacha20_xor`] appending its output to `out` (which grows by
+/// `input.len()` bytes) instead of overwriting a slice: the key stream XOR
+/// is written straight into `out`'s spare capacity, so a caller building a
+/// frame never zero-fills the bytes the cipher is about to overwrite.
+///
+/// # Panics
+///
+/// As [`chacha20_xor`].
+pub(crate) fn chacha20_xor_append(
+    out: &mut Vec<u8>,
+    input: &[u8],
+    offset: usize,
+    nonce: &[u8; 12],
+    key: &[u8; 32],
+) {
+    init();
+    let counter = stream_counter(offset, input.len());
+    if input.is_empty() {
+        return;
+    }
+    out.reserve(input.len());
+    let start = out.len();
+    let spare = out.spare_capacity_mut();
+    debug_assert!(spare.len() >= input.len());
+    // SAFETY: `spare` is `out`'s unused capacity, at least `input.len()`
+    // bytes after the `reserve` above, so libsodium's `input.len()` writes
+    // stay inside the allocation; it only writes there (for distinct input
+    // and output it never reads the output). `input` is valid for as many
+    // reads and cannot overlap `spare`: it is a shared borrow while `out`
+    // is borrowed mutably, and no safe reference into uninitialised spare
+    // capacity exists. Nonce and key are the 12 and 32 bytes libsodium reads.
+    let rc = unsafe {
+        ffi::crypto_stream_chacha20_ietf_xor_ic(
+            spare.as_mut_ptr().cast::<u8>(),
+            input.as_ptr(),
+            input.len() as u64,
+            nonce.as_ptr(),
+            counter,
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_stream_chacha20_ietf_xor_ic failed");
+    // SAFETY: libsodium succeeded, so it initialised the `input.len()`
+    // bytes after `start`, which are within the capacity (reserved above).
+    unsafe { out.set_len(start + input.len()) };
+}
+
 /// The initial block counter for plaintext byte `offset`: block 0 keys
 /// Poly1305, so plaintext starts at block 1.
 fn stream_counter(offset: usize, len: usize) -> u32 {

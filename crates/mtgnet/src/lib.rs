@@ -75,6 +75,7 @@ pub mod metrics;
 pub mod proxy;
 mod race;
 mod reconnect;
+mod record_sealer;
 mod server;
 mod tcp;
 pub mod trace;

@@ -7,11 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use bytes::{Buf, BufMut, BytesMut};
-use mtgnet_encryption::v2::{self, Opened, Opener, Sealer};
+use mtgnet_encryption::v2::{self, Opened, Opener};
 use mtgnet_encryption::{SEAL_OVERHEAD, Session};
 use mtgnet_proto::framing::{self, FrameDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -20,6 +17,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::error::{AuthError, Error};
 use crate::handshake::Channel;
 use crate::race::{Either, first_of};
+use crate::record_sealer::RecordSealer;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4 * 1024;
@@ -211,11 +209,12 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 /// Turns messages into frames, sealed when the connection is encrypted,
 /// and hands them to a queue.
 ///
-/// Cheap to clone: every task that produces a message frames (and, for
-/// v1, seals) it itself, so the sealing of many calls runs on every core at
-/// once instead of one after another in the connection's writer. v2 records
-/// carry counters, so they must reach the socket in the order they were
-/// sealed: a v2 message is sealed and queued under one lock.
+/// Cheap to clone: every task that produces a message frames and seals it
+/// itself, so the sealing of many calls runs on every core at once instead
+/// of one after another in the connection's writer. v2 records carry
+/// counters, so they must reach the socket in counter order: a v2 message
+/// takes its counters under a short lock, is sealed outside it, and is
+/// queued in counter order ([`RecordSealer`]).
 #[derive(Clone)]
 pub(crate) struct Framer {
     kind: FramerKind,
@@ -226,13 +225,6 @@ enum FramerKind {
     Plain,
     V1(Arc<Session>),
     V2(Arc<RecordSealer>),
-}
-
-/// The v2 sealer of a connection, shared by the tasks that send.
-struct RecordSealer {
-    sealer: Mutex<Sealer>,
-    /// Set when the connection fails: then no close record is sent.
-    abandoned: AtomicBool,
 }
 
 /// Splits what protects a connection into its reading half (for a
@@ -246,19 +238,16 @@ pub(crate) fn split(channel: Channel) -> (Opening, Framer) {
         }
         Channel::V2(session) => {
             let (sealer, opener) = session.split();
-            let records = RecordSealer {
-                sealer: Mutex::new(sealer),
-                abandoned: AtomicBool::new(false),
-            };
-            (Opening::V2(opener), FramerKind::V2(Arc::new(records)))
+            let records = Arc::new(RecordSealer::new(sealer));
+            (Opening::V2(opener), FramerKind::V2(records))
         }
     };
     (opening, Framer { kind })
 }
 
 impl Framer {
-    /// Frames one message and hands the frame to `send`; for v2 under the
-    /// lock that keeps records in order, so `send` must not wait.
+    /// Frames one message and hands the frame to `send`; for v2 in counter
+    /// order, under the lock that keeps that order, so `send` must not wait.
     ///
     /// # Errors
     ///
@@ -284,44 +273,24 @@ impl Framer {
                 frame.put_u8(b'\n');
                 Ok(send(frame))
             }
-            FramerKind::V2(records) => {
-                let mut frame = BytesMut::zeroed(Sealer::framed_len(message.len()));
-                let mut sealer = records.lock();
-                sealer
-                    .seal_framed_into(message, &mut frame)
-                    .map_err(|_| Error::Closed)?;
-                Ok(send(frame))
-            }
+            FramerKind::V2(records) => records.send(message, send).map_err(|_| Error::Closed),
         }
     }
 
     /// The v2 close record, framed; `None` for other channels, after a
     /// failure ([`Framer::abandon`]), or when it was sealed already.
     pub(crate) fn close_frame(&self) -> Option<BytesMut> {
-        let FramerKind::V2(records) = &self.kind else {
-            return None;
-        };
-        if records.abandoned.load(Ordering::Acquire) {
-            return None;
+        match &self.kind {
+            FramerKind::V2(records) => records.close_frame(),
+            FramerKind::Plain | FramerKind::V1(_) => None,
         }
-        let mut frame = BytesMut::zeroed(Sealer::CLOSE_FRAMED_LEN);
-        records.lock().close_framed_into(&mut frame).ok()?;
-        Some(frame)
     }
 
     /// The connection failed: it ends without a close record.
     pub(crate) fn abandon(&self) {
         if let FramerKind::V2(records) = &self.kind {
-            records.abandoned.store(true, Ordering::Release);
+            records.abandon();
         }
-    }
-}
-
-impl RecordSealer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sealer> {
-        self.sealer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

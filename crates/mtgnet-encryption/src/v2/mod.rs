@@ -15,10 +15,11 @@
 //! bytes); the payload of messages 2 and 3 is `identity (32) || signature
 //! (64)` (see [`NoiseIdentity`]). After the handshake every frame is one
 //! *record*: a Noise transport message whose plaintext is a flag byte
-//! ([`Flag`]) and data. [`Sealer`] splits messages into records and
-//! [`Opener`] reassembles them; the two directions use separate keys and
-//! counters, so a replayed, reordered, reflected or foreign record fails to
-//! decrypt.
+//! ([`Flag`]) and data. [`Sealer`] splits messages into records (directly,
+//! or through a [`Reservation`] of their counters, sealed later on any
+//! thread) and [`Opener`] reassembles them; the two directions use separate
+//! keys and counters, so a replayed, reordered, reflected or foreign record
+//! fails to decrypt.
 //!
 //! The cryptography is libsodium's, through a `snow` resolver of our own;
 //! `snow` is built without any other.
@@ -89,7 +90,7 @@ pub use handshake::{Initiator, Responder};
 pub use identity::NoiseIdentity;
 pub use opener::{Opened, Opener};
 pub use record::Flag;
-pub use sealer::Sealer;
+pub use sealer::{Reservation, Sealer};
 pub use session::Session;
 
 #[cfg(test)]

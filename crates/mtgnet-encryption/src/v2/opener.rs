@@ -233,10 +233,18 @@ impl Opener {
                     Opened::InPlace(1..plaintext_len)
                 }
                 Step::Append { last } => {
+                    if stream.pending.capacity() == 0 {
+                        // A message's first chunk, so at least two
+                        // records: room for two full ones (within the
+                        // limit) saves growing the buffer, and copying
+                        // the first chunk, when the second arrives.
+                        let room = (2 * MAX_CHUNK).min(stream.max_message);
+                        stream.pending.reserve(room);
+                    }
                     stream.pending.extend_from_slice(head_data);
-                    let start = stream.pending.len();
-                    stream.pending.resize(start + rest.len(), 0);
-                    verified.decrypt(&mut stream.pending[start..], rest, HEAD);
+                    // Straight into the buffer's spare capacity: nothing
+                    // is zero-filled first.
+                    verified.decrypt_append(&mut stream.pending, rest, HEAD);
                     stream.append(&[], last)
                 }
             }

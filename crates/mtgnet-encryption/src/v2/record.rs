@@ -43,33 +43,29 @@ impl Flag {
     }
 }
 
-/// One direction's ChaChaPoly key (an output of Noise's `Split()`) and the
-/// counter of the next record, Noise's `n`.
+/// One direction's ChaChaPoly key (an output of Noise's `Split()`), with
+/// the record operations under an explicit counter.
 ///
 /// The key lives in protected memory, read-only for the session's lifetime
 /// like v1's [`SessionKey`](crate::SessionKey) and for the same reason: it
 /// is used for every record, and toggling page protection per record would
-/// cost more than the encryption.
-pub(crate) struct TransportKey {
+/// cost more than the encryption. Since it is only ever read, it can be
+/// shared: a [`Sealer`](super::Sealer) and its
+/// [`Reservation`](super::Reservation)s seal through `&self`, on any
+/// number of threads at once. Which counter each record gets is decided
+/// elsewhere (the sealer's reservations, the opener's count); this type
+/// only applies one.
+pub(crate) struct RecordKey {
     key: SecretBytes<32>,
-    /// The next counter value; Noise reserves `u64::MAX`, so a key is
-    /// exhausted when this reaches it.
-    nonce: u64,
 }
 
-impl TransportKey {
+impl RecordKey {
     /// Takes a key from `bytes`, which it wipes.
-    pub(crate) fn take(bytes: &mut [u8; 32]) -> TransportKey {
+    pub(crate) fn take(bytes: &mut [u8; 32]) -> RecordKey {
         let key =
             SecretBytes::with_protection(Protection::ReadOnly, |key| key.copy_from_slice(bytes));
         sodium::wipe(bytes);
-        TransportKey { key, nonce: 0 }
-    }
-
-    /// Moves the counter, for tests of its exhaustion.
-    #[cfg(test)]
-    pub(crate) fn set_nonce(&mut self, nonce: u64) {
-        self.nonce = nonce;
+        RecordKey { key }
     }
 
     /// A copy of the key, for test vectors.
@@ -78,20 +74,10 @@ impl TransportKey {
         self.key.expose_secret(|key| *key)
     }
 
-    /// How many more records this key may seal or open.
-    pub(crate) fn remaining(&self) -> u64 {
-        u64::MAX - self.nonce
-    }
-
-    /// The counter of the next record.
-    pub(crate) fn nonce(&self) -> u64 {
-        self.nonce
-    }
-
-    /// Seals the plaintext `flag || data` into `out` (ciphertext, then the
-    /// 16-byte tag; exactly `data.len() + 17` bytes), reading `data` where
-    /// it is; uses up one counter value. The caller checks
-    /// [`remaining`](Self::remaining) first.
+    /// Seals the plaintext `flag || data` under `counter` into `out`
+    /// (ciphertext, then the 16-byte tag; exactly `data.len() + 17` bytes),
+    /// reading `data` where it is. The caller makes sure no counter is used
+    /// twice.
     ///
     /// The first [`HEAD`] bytes of plaintext (the flag and up to 511 data
     /// bytes) are encrypted through a stack buffer, the rest straight from
@@ -102,8 +88,7 @@ impl TransportKey {
     /// # Panics
     ///
     /// Panics unless `out.len() == data.len() + 17`.
-    pub(crate) fn seal(&mut self, flag: u8, data: &[u8], out: &mut [u8]) {
-        debug_assert!(self.remaining() > 0, "caller checks the counter");
+    pub(crate) fn seal(&self, counter: u64, flag: u8, data: &[u8], out: &mut [u8]) {
         let plaintext_len = 1 + data.len();
         assert_eq!(
             out.len(),
@@ -111,30 +96,111 @@ impl TransportKey {
             "a record is exactly 17 bytes longer than its data"
         );
         let (ciphertext, tag) = out.split_at_mut(plaintext_len);
-        let head_len = plaintext_len.min(HEAD);
-        // Message bytes, not key material: not wiped.
-        let mut head = [0u8; HEAD];
-        head[0] = flag;
-        head[1..head_len].copy_from_slice(&data[..head_len - 1]);
-        let nonce = sodium::noise_nonce(self.nonce);
+        let (head, head_len) = head(flag, data);
+        let nonce = sodium::noise_nonce(counter);
         self.key.expose_secret(|key| {
             let (head_out, rest_out) = ciphertext.split_at_mut(head_len);
             sodium::chacha20_xor(head_out, &head[..head_len], 0, &nonce, key);
             sodium::chacha20_xor(rest_out, &data[head_len - 1..], HEAD, &nonce, key);
             tag.copy_from_slice(&sodium::aead_tag(ciphertext, &nonce, key));
         });
-        self.nonce += 1;
     }
 
-    /// Seals any plaintext (no flag byte added) into `out`, exactly 16
-    /// bytes longer, with libsodium's one-call AEAD; uses up one counter
-    /// value.
-    pub(crate) fn seal_plaintext(&mut self, plaintext: &[u8], out: &mut [u8]) {
-        debug_assert!(self.remaining() > 0, "caller checks the counter");
-        let nonce = sodium::noise_nonce(self.nonce);
+    /// [`seal`](Self::seal), appending the record (`data.len() + 17` bytes)
+    /// to `out` instead of overwriting a slice: the ciphertext is written
+    /// straight into `out`'s spare capacity, which nothing zero-fills first.
+    pub(crate) fn seal_append(&self, counter: u64, flag: u8, data: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        let (mut head, head_len) = head(flag, data);
+        let nonce = sodium::noise_nonce(counter);
+        self.key.expose_secret(|key| {
+            sodium::chacha20_xor_in_place(&mut head[..head_len], 0, &nonce, key);
+            out.extend_from_slice(&head[..head_len]);
+            sodium::chacha20_xor_append(out, &data[head_len - 1..], HEAD, &nonce, key);
+            let tag = sodium::aead_tag(&out[start..], &nonce, key);
+            out.extend_from_slice(&tag);
+        });
+    }
+
+    /// Seals any plaintext (no flag byte added) under `counter` into `out`,
+    /// exactly 16 bytes longer, with libsodium's one-call AEAD.
+    pub(crate) fn seal_plaintext(&self, counter: u64, plaintext: &[u8], out: &mut [u8]) {
+        let nonce = sodium::noise_nonce(counter);
         self.key
             .expose_secret(|key| sodium::aead_encrypt(out, plaintext, &[], &nonce, key));
-        self.nonce += 1;
+    }
+
+    /// Checks `tag` against `ciphertext` under `counter`. On success the
+    /// record is [`Verified`], to be decrypted piecewise.
+    pub(crate) fn verify<'a>(
+        &'a self,
+        counter: u64,
+        ciphertext: &[u8],
+        tag: &[u8; RECORD_TAG_SIZE],
+    ) -> Option<Verified<'a>> {
+        let nonce = sodium::noise_nonce(counter);
+        let valid = self.key.expose_secret(|key| {
+            sodium::tags_equal(&sodium::aead_tag(ciphertext, &nonce, key), tag)
+        });
+        valid.then_some(Verified { key: self, nonce })
+    }
+}
+
+/// The plaintext's first [`HEAD`] bytes (`flag`, then the start of
+/// `data`) in a stack buffer, and how many of them there are.
+fn head(flag: u8, data: &[u8]) -> ([u8; HEAD], usize) {
+    let head_len = (1 + data.len()).min(HEAD);
+    // Message bytes, not key material: not wiped.
+    let mut head = [0u8; HEAD];
+    head[0] = flag;
+    head[1..head_len].copy_from_slice(&data[..head_len - 1]);
+    (head, head_len)
+}
+
+/// A [`RecordKey`] with the counter of the next record, Noise's `n`: the
+/// state of one direction before it goes to a [`Sealer`](super::Sealer)
+/// or an [`Opener`](super::Opener).
+pub(crate) struct TransportKey {
+    key: RecordKey,
+    /// The next counter value; Noise reserves `u64::MAX`, so a key is
+    /// exhausted when this reaches it.
+    nonce: u64,
+}
+
+impl TransportKey {
+    /// Takes a key from `bytes`, which it wipes.
+    pub(crate) fn take(bytes: &mut [u8; 32]) -> TransportKey {
+        TransportKey {
+            key: RecordKey::take(bytes),
+            nonce: 0,
+        }
+    }
+
+    /// Moves the counter, for tests of its exhaustion.
+    #[cfg(test)]
+    pub(crate) fn set_nonce(&mut self, nonce: u64) {
+        self.nonce = nonce;
+    }
+
+    /// The key and the counter of the next record.
+    pub(crate) fn into_parts(self) -> (RecordKey, u64) {
+        (self.key, self.nonce)
+    }
+
+    /// A copy of the key, for test vectors.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn key_for_testing(&self) -> [u8; 32] {
+        self.key.key_for_testing()
+    }
+
+    /// How many more records this key may open.
+    pub(crate) fn remaining(&self) -> u64 {
+        u64::MAX - self.nonce
+    }
+
+    /// The counter of the next record.
+    pub(crate) fn nonce(&self) -> u64 {
+        self.nonce
     }
 
     /// Checks `tag` against `ciphertext` under the current counter. On
@@ -146,11 +212,7 @@ impl TransportKey {
         tag: &[u8; RECORD_TAG_SIZE],
     ) -> Option<Verified<'a>> {
         debug_assert!(self.remaining() > 0, "caller checks the counter");
-        let nonce = sodium::noise_nonce(self.nonce);
-        let valid = self.key.expose_secret(|key| {
-            sodium::tags_equal(&sodium::aead_tag(ciphertext, &nonce, key), tag)
-        });
-        valid.then_some(Verified { key: self, nonce })
+        self.key.verify(self.nonce, ciphertext, tag)
     }
 
     /// Uses up the current counter value: a verified record was accepted.
@@ -161,7 +223,7 @@ impl TransportKey {
 
 /// A record whose tag has been checked, to be decrypted by the opener.
 pub(crate) struct Verified<'a> {
-    key: &'a TransportKey,
+    key: &'a RecordKey,
     nonce: [u8; 12],
 }
 
@@ -174,11 +236,27 @@ impl Verified<'_> {
             .expose_secret(|key| sodium::chacha20_xor(output, input, offset, &self.nonce, key));
     }
 
+    /// [`decrypt`](Self::decrypt), appending the plaintext to `output`
+    /// (written straight into its spare capacity, not zero-filled first).
+    pub(crate) fn decrypt_append(&self, output: &mut Vec<u8>, input: &[u8], offset: usize) {
+        self.key.key.expose_secret(|key| {
+            sodium::chacha20_xor_append(output, input, offset, &self.nonce, key);
+        });
+    }
+
     /// [`decrypt`](Self::decrypt) in place.
     pub(crate) fn decrypt_in_place(&self, buf: &mut [u8], offset: usize) {
         self.key
             .key
             .expose_secret(|key| sodium::chacha20_xor_in_place(buf, offset, &self.nonce, key));
+    }
+}
+
+impl fmt::Debug for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordKey")
+            .field("key", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -262,23 +340,24 @@ mod tests {
             data.len(),
         ] {
             for flag in [0u8, 1, 2, 0xff] {
-                let (mut a, mut b) = (
-                    TransportKey::take(&mut [3; 32]),
-                    TransportKey::take(&mut [3; 32]),
-                );
-                a.set_nonce(0x0102_0304_0506);
-                b.set_nonce(0x0102_0304_0506);
+                const COUNTER: u64 = 0x0102_0304_0506;
+                let (a, b) = (RecordKey::take(&mut [3; 32]), RecordKey::take(&mut [3; 32]));
                 let mut split = vec![0u8; len + 17];
-                a.seal(flag, &data[..len], &mut split);
+                a.seal(COUNTER, flag, &data[..len], &mut split);
                 let plaintext = [&[flag][..], &data[..len]].concat();
                 let mut whole = vec![0u8; len + 17];
-                b.seal_plaintext(&plaintext, &mut whole);
+                b.seal_plaintext(COUNTER, &plaintext, &mut whole);
                 assert!(split == whole, "len {len}, flag {flag}");
-                assert_eq!(a.nonce(), b.nonce());
+                // Appending to a vector (here one that already holds a
+                // frame header) writes the same record after what is there.
+                let mut appended = b"FFFF:".to_vec();
+                a.seal_append(COUNTER, flag, &data[..len], &mut appended);
+                assert!(appended[5..] == whole[..], "append: len {len}, flag {flag}");
+                assert_eq!(&appended[..5], b"FFFF:");
                 // And it opens: the tag verifies, and decrypting in two
                 // pieces gives the plaintext back.
                 let mut c = TransportKey::take(&mut [3; 32]);
-                c.set_nonce(0x0102_0304_0506);
+                c.set_nonce(COUNTER);
                 let (ciphertext, tag) = split.split_at_mut(len + 1);
                 let tag: &[u8; 16] = (&*tag).try_into().expect("16");
                 let head = ciphertext.len().min(HEAD);
@@ -287,24 +366,28 @@ mod tests {
                 verified.decrypt(&mut opened, &ciphertext[..head], 0);
                 verified.decrypt_in_place(&mut ciphertext[head..], HEAD);
                 c.advance();
-                assert_eq!(c.nonce(), 0x0102_0304_0507);
+                assert_eq!(c.nonce(), COUNTER + 1);
                 ciphertext[..head].copy_from_slice(&opened);
                 assert_eq!(ciphertext, &plaintext[..]);
+                // Under another counter the tag does not verify.
+                let (ciphertext, tag) = whole.split_at(len + 1);
+                let tag: &[u8; 16] = tag.try_into().expect("16");
+                assert!(a.verify(COUNTER + 1, ciphertext, tag).is_none());
                 // libsodium's own decryption agrees.
                 let mut d = TransportKey::take(&mut [3; 32]);
-                d.set_nonce(0x0102_0304_0506);
+                d.set_nonce(COUNTER);
                 let mut tampered = whole.clone();
                 tampered[len / 2] ^= 1;
                 let (ciphertext, tag) = tampered.split_at(len + 1);
                 let tag: &[u8; 16] = tag.try_into().expect("16");
                 assert!(d.verify(ciphertext, tag).is_none(), "len {len}: tampered");
-                assert_eq!(d.nonce(), 0x0102_0304_0506);
+                assert_eq!(d.nonce(), COUNTER);
                 let mut out = vec![0u8; len + 1];
                 assert!(sodium::aead_decrypt(
                     &mut out,
                     &whole,
                     &[],
-                    &sodium::noise_nonce(0x0102_0304_0506),
+                    &sodium::noise_nonce(COUNTER),
                     &[3; 32]
                 ));
                 assert_eq!(out, plaintext);

@@ -1,9 +1,13 @@
 //! Sealing messages into records, written straight into the caller's frame
-//! buffer.
+//! buffer: in one call, or in two steps (reserve the counters, then seal)
+//! so that several messages can be sealed on several threads at once.
+
+use std::fmt;
+use std::sync::Arc;
 
 use crate::error::SealError;
 
-use super::record::{Flag, TransportKey, frame_header, frame_len};
+use super::record::{Flag, RecordKey, TransportKey, frame_header, frame_len};
 use super::{MAX_CHUNK, RECORD_TAG_SIZE};
 
 /// Length of a close record: flag (1) and tag (16).
@@ -17,13 +21,25 @@ const CLOSE_RECORD_LEN: usize = 1 + RECORD_TAG_SIZE;
 /// full) one. Records are encrypted from the message straight into the
 /// caller's frame buffer, in one pass and without an intermediate copy.
 ///
-/// Sealing takes `&mut self` because every record uses up a counter value:
-/// records must reach the peer in the order they were sealed. A caller that
-/// seals from many tasks keeps the sealer behind a mutex and queues each
-/// message's frames for writing before releasing it.
+/// Every record uses up a counter value, and records must reach the peer
+/// in counter order. There are two ways to seal:
+///
+/// * [`seal_framed_into`](Self::seal_framed_into) takes the counters and
+///   seals in one call through `&mut self`. A caller that seals from many
+///   tasks keeps the sealer behind a mutex and queues each message's frames
+///   for writing before releasing it, so messages are sealed one at a time.
+/// * [`reserve`](Self::reserve) only takes the counters of one message (cheap:
+///   do it under the lock) and returns a [`Reservation`], which seals that
+///   message through a shared, read-only key (expensive: do it outside the
+///   lock, on any thread, beside other reservations). The caller must then
+///   hand the frames to the socket in the order of the reservations
+///   ([`Reservation::first_counter`]), whatever order they were sealed in.
+///
+/// Either way a counter value is never used twice, and the bytes of a
+/// message are the same.
 ///
 /// After [`close_framed_into`](Self::close_framed_into) nothing more may be
-/// sealed.
+/// sealed or reserved.
 ///
 /// ```
 /// use mtgnet_encryption::v2::{MAX_CHUNK, Sealer};
@@ -36,7 +52,12 @@ const CLOSE_RECORD_LEN: usize = 1 + RECORD_TAG_SIZE;
 /// ```
 #[derive(Debug)]
 pub struct Sealer {
-    key: TransportKey,
+    /// Read-only key material, shared with the reservations not yet sealed.
+    key: Arc<RecordKey>,
+    /// The counter of the next record: every lower value has been used,
+    /// sealed or reserved. Noise reserves `u64::MAX`, so the key is
+    /// exhausted when this reaches it.
+    next: u64,
     closed: bool,
 }
 
@@ -45,7 +66,12 @@ impl Sealer {
     pub const CLOSE_FRAMED_LEN: usize = 3 + CLOSE_RECORD_LEN + 1;
 
     pub(crate) fn new(key: TransportKey) -> Sealer {
-        Sealer { key, closed: false }
+        let (key, next) = key.into_parts();
+        Sealer {
+            key: Arc::new(key),
+            next,
+            closed: false,
+        }
     }
 
     /// The total length of the frames that seal a message of `message_len`
@@ -86,14 +112,8 @@ impl Sealer {
             Sealer::framed_len(message.len()),
             "seal_framed_into: output must be exactly Sealer::framed_len(message.len()) bytes"
         );
-        self.check(Sealer::record_count(message.len()))?;
-        let mut rest = out;
-        for (flag, chunk) in chunks(message) {
-            let (frame, after) = rest.split_at_mut(frame_len(chunk.len() + 1 + RECORD_TAG_SIZE));
-            self.seal_frame(flag as u8, chunk, frame);
-            rest = after;
-        }
-        debug_assert!(rest.is_empty());
+        let first = self.take(Sealer::record_count(message.len()))?;
+        seal_message_into(&self.key, first, message, out);
         Ok(())
     }
 
@@ -103,14 +123,87 @@ impl Sealer {
     ///
     /// As [`seal_framed_into`](Self::seal_framed_into).
     pub fn seal_framed(&mut self, message: &[u8]) -> Result<Vec<u8>, SealError> {
-        let mut out = vec![0u8; Sealer::framed_len(message.len())];
-        self.seal_framed_into(message, &mut out)?;
+        let first = self.take(Sealer::record_count(message.len()))?;
+        let mut out = Vec::with_capacity(Sealer::framed_len(message.len()));
+        seal_message_append(&self.key, first, message, &mut out);
         Ok(out)
+    }
+
+    /// Takes the counters of a message of `message_len` bytes, to be sealed
+    /// later by the returned [`Reservation`], without `&mut` access to the
+    /// sealer: on another thread, beside other reservations.
+    ///
+    /// The reservation's records take the next
+    /// [`record_count(message_len)`](Self::record_count) counter values;
+    /// the next reservation (or message, or close record) starts after
+    /// them. The caller must write the frames of reservations in the order
+    /// they were made.
+    ///
+    /// On error no counter value is used.
+    ///
+    /// # Errors
+    ///
+    /// As [`seal_framed_into`](Self::seal_framed_into):
+    /// [`SealError::Closed`] after the close record;
+    /// [`SealError::Exhausted`] if the counter would reach 2^64 - 1.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    ///
+    /// use mtgnet_encryption::{AuthorizedKeys, IdentitySecret};
+    /// use mtgnet_encryption::v2::{Initiator, NoiseIdentity, Opened, Responder, Sealer};
+    ///
+    /// # let server = NoiseIdentity::new(&IdentitySecret::generate());
+    /// # let client = NoiseIdentity::new(&IdentitySecret::generate());
+    /// # let initiator = Initiator::new(&client, AuthorizedKeys::any());
+    /// # let responder = Responder::new(&server, AuthorizedKeys::any(), initiator.hello())?;
+    /// # let (message3, client_session) = initiator.finish(responder.response())?;
+    /// # let server_session = responder.finish(&message3)?;
+    /// let (sealer, _) = client_session.split();
+    /// let (_, mut opener) = server_session.split();
+    /// let sealer = Mutex::new(sealer);
+    ///
+    /// // Counters are taken in order under the lock, ...
+    /// let first = sealer.lock().unwrap().reserve(b"[1]".len())?;
+    /// let second = sealer.lock().unwrap().reserve(b"[2]".len())?;
+    /// assert_eq!((first.first_counter(), second.first_counter()), (0, 1));
+    ///
+    /// // ... the messages are sealed outside it, in any order, on any thread ...
+    /// let late = std::thread::spawn(move || {
+    ///     let mut frame = Vec::with_capacity(second.framed_len());
+    ///     second.seal_framed_append(b"[2]", &mut frame);
+    ///     frame
+    /// });
+    /// let mut frames = vec![0u8; first.framed_len()];
+    /// first.seal_framed_into(b"[1]", &mut frames);
+    /// frames.extend(late.join().unwrap());
+    ///
+    /// // ... and written in counter order: the peer opens them in that order.
+    /// let (one, two) = frames.split_at_mut(Sealer::framed_len(3));
+    /// for frame in [one, two] {
+    ///     // "14:", the 20-byte record, "\n"
+    ///     assert_eq!(opener.open_in_place(&mut frame[3..23])?, Opened::InPlace(1..4));
+    /// }
+    /// assert_eq!(&frames[28..31], b"[2]");
+    /// # Ok::<(), mtgnet_encryption::Error>(())
+    /// ```
+    pub fn reserve(&mut self, message_len: usize) -> Result<Reservation, SealError> {
+        let first = self.take(Sealer::record_count(message_len))?;
+        Ok(Reservation {
+            key: Arc::clone(&self.key),
+            first,
+            message_len,
+        })
     }
 
     /// Seals the close record into `out` as one frame of
     /// [`CLOSE_FRAMED_LEN`](Self::CLOSE_FRAMED_LEN) (21) bytes. After it the
     /// sealer refuses everything: send the frame, then shut the write half.
+    ///
+    /// It takes the counter after every record sealed or reserved so far,
+    /// so it must be written after all of their frames: a caller using
+    /// [`reserve`](Self::reserve) closes only once every reservation's
+    /// frames have been handed to the socket.
     ///
     /// # Errors
     ///
@@ -126,8 +219,8 @@ impl Sealer {
             Sealer::CLOSE_FRAMED_LEN,
             "close_framed_into: output must be exactly Sealer::CLOSE_FRAMED_LEN bytes"
         );
-        self.check(1)?;
-        self.seal_frame(Flag::Close as u8, &[], out);
+        let counter = self.take(1)?;
+        seal_frame_into(&self.key, counter, Flag::Close, &[], out);
         self.closed = true;
         Ok(())
     }
@@ -148,9 +241,10 @@ impl Sealer {
         self.closed
     }
 
-    /// How many records this sealer has sealed: the counter of the next one.
+    /// How many counter values this sealer has used, for records sealed or
+    /// reserved: the counter of the next record.
     pub fn records_sealed(&self) -> u64 {
-        self.key.nonce()
+        self.next
     }
 
     /// Seals one record with any flag and any chunk, unframed, into `out`
@@ -176,15 +270,19 @@ impl Sealer {
         data: &[u8],
         out: &mut [u8],
     ) -> Result<(), SealError> {
-        self.check(1)?;
-        self.seal_record(flag as u8, data, out);
+        assert!(
+            data.len() <= MAX_CHUNK,
+            "a chunk holds at most 65,518 bytes"
+        );
+        let counter = self.take(1)?;
+        self.key.seal(counter, flag as u8, data, out);
         if flag == Flag::Close {
             self.closed = true;
         }
         Ok(())
     }
 
-    /// Seals any plaintext as one record, flag byte included (or missing),
+    /// Seals any plaintext, flag byte included (or missing), as one record,
     /// ignoring every writer rule and the close state: for tests of what a
     /// receiver does with records a correct writer never makes.
     ///
@@ -202,11 +300,12 @@ impl Sealer {
     /// Seals any plaintext as one record, unless it is too long for one or
     /// the counter is exhausted. No writer rule is checked.
     pub(crate) fn seal_raw(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
-        if plaintext.len() > MAX_CHUNK + 1 || self.key.remaining() == 0 {
+        if plaintext.len() > MAX_CHUNK + 1 || self.remaining() == 0 {
             return None;
         }
         let mut record = vec![0u8; plaintext.len() + RECORD_TAG_SIZE];
-        self.key.seal_plaintext(plaintext, &mut record);
+        self.key.seal_plaintext(self.next, plaintext, &mut record);
+        self.next += 1;
         Some(record)
     }
 
@@ -215,43 +314,178 @@ impl Sealer {
         self.key.key_for_testing()
     }
 
-    fn check(&self, records: u64) -> Result<(), SealError> {
+    /// How many more records this sealer may seal.
+    fn remaining(&self) -> u64 {
+        u64::MAX - self.next
+    }
+
+    /// Uses up the next `records` counter values and returns the first,
+    /// unless the sealer is closed or they are not all left.
+    fn take(&mut self, records: u64) -> Result<u64, SealError> {
         if self.closed {
             Err(SealError::Closed)
-        } else if self.key.remaining() < records {
+        } else if self.remaining() < records {
             Err(SealError::Exhausted)
         } else {
-            Ok(())
+            let first = self.next;
+            self.next += records;
+            Ok(first)
         }
     }
+}
 
-    /// Writes `header || record || "\n"` into `frame`, which has exactly
-    /// the room for it.
-    fn seal_frame(&mut self, flag: u8, chunk: &[u8], frame: &mut [u8]) {
-        let record_len = chunk.len() + 1 + RECORD_TAG_SIZE;
-        let (header, header_len) = frame_header(record_len);
-        let (head, rest) = frame.split_at_mut(header_len);
-        head.copy_from_slice(&header[..header_len]);
-        let (record, newline) = rest.split_at_mut(record_len);
-        self.seal_record(flag, chunk, record);
-        newline[0] = b'\n';
+/// The counters of one message, taken by [`Sealer::reserve`], with the
+/// session's key: what it takes to seal that message, through `&self`
+/// access to read-only key material, beside other reservations.
+///
+/// A reservation seals exactly one message of the length it was made for,
+/// once: [`seal_framed_into`](Self::seal_framed_into) and
+/// [`seal_framed_append`](Self::seal_framed_append) consume it, and it
+/// cannot be cloned, so its counters are never used twice. They are used
+/// up whether it is sealed or not: a reservation dropped unsealed leaves a
+/// gap in the counters that the peer cannot open past (its next record
+/// fails to decrypt), so drop one only on the way to abandoning the
+/// connection.
+///
+/// Frames must reach the socket in the order of
+/// [`first_counter`](Self::first_counter), which is the order the
+/// reservations were made in; sealing may happen in any order.
+///
+/// Sealing consumes the reservation, so the same counters cannot be
+/// sealed twice:
+///
+/// ```compile_fail
+/// use mtgnet_encryption::v2::Reservation;
+///
+/// fn twice(reservation: Reservation, out: &mut Vec<u8>) {
+///     reservation.seal_framed_append(b"[1]", out);
+///     reservation.seal_framed_append(b"[1]", out); // use of a moved value
+/// }
+/// ```
+///
+/// nor copied first:
+///
+/// ```compile_fail
+/// use mtgnet_encryption::v2::Reservation;
+///
+/// fn copy(reservation: &Reservation) -> Reservation {
+///     reservation.clone() // Reservation is not Clone
+/// }
+/// ```
+#[must_use = "a reservation's counters are used up: seal its message, or the peer fails at the gap"]
+pub struct Reservation {
+    key: Arc<RecordKey>,
+    first: u64,
+    message_len: usize,
+}
+
+impl Reservation {
+    /// The counter of the message's first record; the others follow it.
+    pub fn first_counter(&self) -> u64 {
+        self.first
     }
 
-    /// Writes `ciphertext(flag || chunk) || tag` into `record`, which is
-    /// exactly `chunk.len() + 17` bytes, encrypting straight from the
-    /// chunk: no intermediate copy.
-    fn seal_record(&mut self, flag: u8, chunk: &[u8], record: &mut [u8]) {
+    /// How many records (and counter values) the message takes.
+    pub fn record_count(&self) -> u64 {
+        Sealer::record_count(self.message_len)
+    }
+
+    /// The length of the message this reservation seals.
+    pub fn message_len(&self) -> usize {
+        self.message_len
+    }
+
+    /// The length of the message's frames:
+    /// [`Sealer::framed_len`]`(self.message_len())`.
+    pub fn framed_len(&self) -> usize {
+        Sealer::framed_len(self.message_len)
+    }
+
+    /// Seals `message` into `out`, which must be exactly
+    /// [`framed_len`](Self::framed_len) bytes: the very bytes
+    /// [`Sealer::seal_framed_into`] would have written at this point.
+    ///
+    /// # Panics
+    ///
+    /// Panics unless `message` has the reserved length and `out` is
+    /// exactly `framed_len()` bytes.
+    pub fn seal_framed_into(self, message: &[u8], out: &mut [u8]) {
+        self.check_len(message);
         assert_eq!(
-            record.len(),
-            chunk.len() + 1 + RECORD_TAG_SIZE,
-            "a record is exactly 17 bytes longer than its chunk"
+            out.len(),
+            self.framed_len(),
+            "Reservation::seal_framed_into: output must be exactly framed_len() bytes"
         );
-        assert!(
-            chunk.len() <= MAX_CHUNK,
-            "a chunk holds at most 65,518 bytes"
-        );
-        self.key.seal(flag, chunk, record);
+        seal_message_into(&self.key, self.first, message, out);
     }
+
+    /// Seals `message`, appending its frames
+    /// ([`framed_len`](Self::framed_len) bytes) to `out`. The ciphertext is
+    /// written straight into `out`'s spare capacity: give it
+    /// `Vec::with_capacity(reservation.framed_len())` and nothing is
+    /// zero-filled, copied or reallocated.
+    ///
+    /// # Panics
+    ///
+    /// Panics unless `message` has the reserved length.
+    pub fn seal_framed_append(self, message: &[u8], out: &mut Vec<u8>) {
+        self.check_len(message);
+        seal_message_append(&self.key, self.first, message, out);
+    }
+
+    fn check_len(&self, message: &[u8]) {
+        assert_eq!(
+            message.len(),
+            self.message_len,
+            "a reservation seals a message of exactly the length it was made for"
+        );
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("first_counter", &self.first)
+            .field("record_count", &self.record_count())
+            .field("message_len", &self.message_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes the frames of `message`, whose records take the counters from
+/// `first` on, into `out`, exactly [`Sealer::framed_len`] bytes.
+fn seal_message_into(key: &RecordKey, first: u64, message: &[u8], out: &mut [u8]) {
+    let mut rest = out;
+    for (i, (flag, chunk)) in chunks(message).enumerate() {
+        let (frame, after) = rest.split_at_mut(frame_len(chunk.len() + 1 + RECORD_TAG_SIZE));
+        seal_frame_into(key, first + i as u64, flag, chunk, frame);
+        rest = after;
+    }
+    debug_assert!(rest.is_empty());
+}
+
+/// [`seal_message_into`], appending the frames to `out`.
+fn seal_message_append(key: &RecordKey, first: u64, message: &[u8], out: &mut Vec<u8>) {
+    out.reserve(Sealer::framed_len(message.len()));
+    for (i, (flag, chunk)) in chunks(message).enumerate() {
+        let (header, header_len) = frame_header(chunk.len() + 1 + RECORD_TAG_SIZE);
+        out.extend_from_slice(&header[..header_len]);
+        key.seal_append(first + i as u64, flag as u8, chunk, out);
+        out.push(b'\n');
+    }
+}
+
+/// Writes `header || record || "\n"` into `frame`, which has exactly the
+/// room for it.
+fn seal_frame_into(key: &RecordKey, counter: u64, flag: Flag, chunk: &[u8], frame: &mut [u8]) {
+    debug_assert!(chunk.len() <= MAX_CHUNK);
+    let record_len = chunk.len() + 1 + RECORD_TAG_SIZE;
+    let (header, header_len) = frame_header(record_len);
+    let (head, rest) = frame.split_at_mut(header_len);
+    head.copy_from_slice(&header[..header_len]);
+    let (record, newline) = rest.split_at_mut(record_len);
+    key.seal(counter, flag as u8, chunk, record);
+    newline[0] = b'\n';
 }
 
 /// A message's chunks as the writer rule makes them: full chunks of

@@ -1355,6 +1355,83 @@ async fn v2_server_answers_a_call_in_flight_at_the_client_close_then_ends_cleanl
     assert!(is_close_frame(&to_client[1]), "{:?}", to_client[1]);
 }
 
+/// A v2 record frame that holds a full chunk (65,518 bytes of data): every
+/// record of a message but the last is one.
+fn is_full_record(frame: &[u8]) -> bool {
+    frame.starts_with(b"FFFF:")
+}
+
+/// Message `i` of task `t`, a JSON string of one to three records' worth
+/// of bytes that names its sender.
+fn large_payload(t: usize, i: usize) -> String {
+    let len = [70_000, 140_000, 65_000, 200_000][(t + i) % 4];
+    let mut text = format!("task {t} message {i}: ");
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    text.extend((0..len).map(|k| char::from(alphabet[(k * 7 + t * 3 + i) % alphabet.len()])));
+    text
+}
+
+/// Many tasks call at once with messages of several records, over one v2
+/// connection with several worker threads: requests are sealed on the
+/// client's threads and echoes on the server's, side by side. Each side's
+/// records must still go out in counter order and each message's records
+/// together, or the other side's opener fails (a record under an
+/// unexpected counter does not decrypt; chunks of two messages mixed do
+/// not parse). Then the clean close arrives after the last message, both
+/// ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn v2_large_messages_sealed_at_once_arrive_whole_and_in_order_then_the_close() {
+    const TASKS: usize = 16;
+    const EACH: usize = 4;
+    let mut server = ObservedServer::any().await;
+    let relay = Relay::transparent(server.addr).await;
+    let client = connect(relay.addr, server.client_config()).await;
+    let mut tasks = JoinSet::new();
+    for t in 0..TASKS {
+        let client = client.clone();
+        tasks.spawn(async move {
+            for i in 0..EACH {
+                let sent = large_payload(t, i);
+                let echoed: String = client
+                    .call("Test", "echo", (sent.as_str(),))
+                    .await
+                    .unwrap_or_else(|e| panic!("task {t} message {i}: {e}"));
+                assert!(echoed == sent, "task {t} message {i} came back altered");
+            }
+        });
+    }
+    while let Some(done) = bounded(tasks.join_next()).await {
+        done.expect("every echo arrives whole");
+    }
+    bounded(client.close()).await;
+    server.next_outcome().await.expect("a clean end");
+    let log = relay.ended(0).await;
+    let (to_server, to_client) = records(&log);
+    for (side, frames) in [("client", to_server), ("server", to_client)] {
+        // Every message went out as records (several each), then the
+        // close record, last and only once.
+        let (close, messages) = frames.split_last().expect("records");
+        assert!(
+            is_close_frame(close),
+            "{side}: the last record is the close"
+        );
+        assert!(
+            !messages.iter().any(|f| is_close_frame(f)),
+            "{side}: one close"
+        );
+        let last_chunks = messages.iter().filter(|f| !is_full_record(f)).count();
+        assert_eq!(
+            last_chunks,
+            TASKS * EACH,
+            "{side}: one last chunk per message"
+        );
+        assert!(
+            messages.len() > 2 * TASKS * EACH,
+            "{side}: messages of several records"
+        );
+    }
+}
+
 /// The same without a relay in between: the client closes its socket as
 /// soon as its close record is out, so the server's answer and close
 /// record meet a closed socket. The client ended cleanly all the same, so
