@@ -115,3 +115,60 @@ impl Shutdown {
         let _ = state.wait_for(|stop| *stop).await;
     }
 }
+
+/// Waits for a free connection slot, then for the next connection, until
+/// `shutdown` is triggered (`Ok(None)`). Shutdown is looked at first, so
+/// that a stream of clients cannot hide it; finished tasks of
+/// `connections` are reaped while waiting, so that they do not pile up.
+/// `on_full` runs when every slot is taken (the wait is back-pressure:
+/// excess clients queue in the kernel's backlog).
+///
+/// An accept error that concerns one connection is skipped; any other
+/// (out of file descriptors and the like) is logged and waited out for
+/// 50 ms instead of spinning.
+pub(crate) async fn next_connection<L: Listener, T: 'static>(
+    listener: &mut L,
+    slots: &Arc<tokio::sync::Semaphore>,
+    connections: &mut tokio::task::JoinSet<T>,
+    shutdown: &Shutdown,
+    on_full: impl FnOnce(),
+) -> io::Result<Option<(tokio::sync::OwnedSemaphorePermit, L::Io, Peer)>> {
+    use crate::race::{Either, first_of, next_ended};
+    let slot = match Arc::clone(slots).try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            on_full();
+            match first_of(shutdown.triggered(), Arc::clone(slots).acquire_owned()).await {
+                Either::Left(()) => return Ok(None),
+                Either::Right(slot) => slot.map_err(io::Error::other)?,
+            }
+        }
+    };
+    loop {
+        let waited = first_of(
+            shutdown.triggered(),
+            first_of(next_ended(connections), listener.accept()),
+        );
+        match waited.await {
+            Either::Left(()) => return Ok(None),
+            Either::Right(Either::Left(_)) => {}
+            Either::Right(Either::Right(Ok((io, peer)))) => return Ok(Some((slot, io, peer))),
+            Either::Right(Either::Right(Err(e))) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Either::Right(Either::Right(Err(e))) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Accept errors that concern one connection only.
+pub(crate) fn is_per_connection(e: &io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    )
+}

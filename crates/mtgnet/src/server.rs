@@ -22,7 +22,7 @@ use crate::budget::{ByteBudget, Charge};
 use crate::config::ServerConfig;
 use crate::error::{ConfigError, Error};
 use crate::handshake::{self, Channel};
-use crate::listener::{Listener, Shutdown};
+use crate::listener::{Listener, Shutdown, next_connection};
 use crate::metrics::{self, Limit};
 use crate::race::{Either, first_of, next_ended};
 use crate::transport::{self, Framer, MessageReader, WriteStalled};
@@ -121,41 +121,10 @@ impl Server {
         let mut connections = JoinSet::new();
         let leftovers = Arc::new(Leftovers::default());
         loop {
-            let slot = match Arc::clone(&slots).try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    metrics::limit_hit(Limit::MaxConnections);
-                    match first_of(shutdown.triggered(), Arc::clone(&slots).acquire_owned()).await {
-                        Either::Left(()) => break,
-                        Either::Right(slot) => slot.map_err(std::io::Error::other)?,
-                    }
-                }
-            };
-            // Shutdown first, so that a stream of clients cannot hide it;
-            // reaping before accepting keeps finished connections from
-            // piling up in the set.
-            let waited = first_of(
-                shutdown.triggered(),
-                first_of(next_ended(&mut connections), listener.accept()),
-            );
-            let (io, peer) = match waited.await {
-                Either::Left(()) => break,
-                // Reap finished connections while waiting for the next one.
-                Either::Right(Either::Left(_)) => continue,
-                Either::Right(Either::Right(accepted)) => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) if is_per_connection(&e) => {
-                        tracing::debug!(error = %e, "accept failed for one connection");
-                        continue;
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off
-                        // instead of spinning, then keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let full = || metrics::limit_hit(Limit::MaxConnections);
+            let next = next_connection(&mut listener, &slots, &mut connections, &shutdown, full);
+            let Some((slot, io, peer)) = next.await? else {
+                break;
             };
             let server = self.clone();
             let shutdown = shutdown.clone();
@@ -606,14 +575,5 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
-    )
-}
-
-/// Accept errors that concern one connection only.
-pub(crate) fn is_per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
     )
 }

@@ -67,9 +67,8 @@ pub use config::{Connector, ProxyConfig, TcpConnector};
 
 use crate::error::{ConfigError, Error};
 use crate::handshake::{self, Channel};
-use crate::listener::{Listener, Shutdown};
-use crate::race::{Either, first_of, next_ended};
-use crate::server::is_per_connection;
+use crate::listener::{Listener, Shutdown, next_connection};
+use crate::race::{Either, first_of};
 use crate::transport;
 
 /// How long the proxy keeps reading (and discarding) what a client sends
@@ -192,33 +191,9 @@ impl<C: Connector> Proxy<C> {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut connections = JoinSet::new();
         loop {
-            // Shutdown first, so that a stream of clients cannot hide it;
-            // reaping before accepting keeps finished connections from
-            // piling up in the set.
-            let free = Arc::clone(&slots).acquire_owned();
-            let slot = match first_of(shutdown.triggered(), free).await {
-                Either::Left(()) => break,
-                Either::Right(slot) => slot.map_err(std::io::Error::other)?,
-            };
-            let waited = first_of(
-                shutdown.triggered(),
-                first_of(next_ended(&mut connections), listener.accept()),
-            );
-            let (io, peer) = match waited.await {
-                Either::Left(()) => break,
-                Either::Right(Either::Left(_)) => continue,
-                Either::Right(Either::Right(accepted)) => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) if is_per_connection(&e) => {
-                        tracing::debug!(error = %e, "accept failed for one connection");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let next = next_connection(&mut listener, &slots, &mut connections, &shutdown, || {});
+            let Some((slot, io, peer)) = next.await? else {
+                break;
             };
             let proxy = self.clone();
             let shutdown = shutdown.clone();
