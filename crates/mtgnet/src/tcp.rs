@@ -13,19 +13,7 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
-/// Unanswered keepalive probes after which the system fails the connection.
-#[cfg_attr(
-    not(any(
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "ios",
-        target_os = "linux",
-        target_os = "macos",
-        target_os = "netbsd",
-        target_os = "windows",
-    )),
-    allow(dead_code)
-)]
+/// Unanswered keepalive probes after which the system fails a client's connection.
 const KEEPALIVE_PROBES: u32 = 3;
 
 /// Connects to the first of `addrs` that accepts, then sets the options.
@@ -49,10 +37,33 @@ pub(crate) fn configure(stream: &TcpStream, keepalive: Option<Duration>) -> io::
     Ok(())
 }
 
-/// A probe after `idle`, then every `idle / 3` (at least 1 s), and
-/// [`KEEPALIVE_PROBES`] of them where the system lets us say so.
+/// A client's keepalive: a probe after `idle`, then every `idle / 3` (at
+/// least 1 s), [`KEEPALIVE_PROBES`] of them.
 fn keepalive_params(idle: Duration) -> TcpKeepalive {
-    let params = TcpKeepalive::new().with_time(idle);
+    keepalive(
+        idle,
+        (idle / 3).max(Duration::from_secs(1)),
+        KEEPALIVE_PROBES,
+    )
+}
+
+/// Keepalive: the first probe after `time` of silence, then one every
+/// `interval`, the connection failed after `retries` unanswered ones; the
+/// interval and count only where the system lets us say so.
+#[cfg_attr(
+    not(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "windows",
+    )),
+    allow(unused_variables)
+)]
+fn keepalive(time: Duration, interval: Duration, retries: u32) -> TcpKeepalive {
+    let params = TcpKeepalive::new().with_time(time);
     #[cfg(any(
         target_os = "android",
         target_os = "freebsd",
@@ -62,9 +73,7 @@ fn keepalive_params(idle: Duration) -> TcpKeepalive {
         target_os = "netbsd",
         target_os = "windows",
     ))]
-    let params = params
-        .with_interval((idle / 3).max(Duration::from_secs(1)))
-        .with_retries(KEEPALIVE_PROBES);
+    let params = params.with_interval(interval).with_retries(retries);
     params
 }
 
@@ -92,17 +101,12 @@ pub(crate) fn configure_accepted(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let keepalive = socket2::TcpKeepalive::new().with_time(ACCEPTED_KEEPALIVE_TIME);
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_vendor = "apple"
-    ))]
-    let keepalive = keepalive
-        .with_interval(ACCEPTED_KEEPALIVE_INTERVAL)
-        .with_retries(ACCEPTED_KEEPALIVE_RETRIES);
-    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+    let keepalive = keepalive(
+        ACCEPTED_KEEPALIVE_TIME,
+        ACCEPTED_KEEPALIVE_INTERVAL,
+        ACCEPTED_KEEPALIVE_RETRIES,
+    );
+    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
         tracing::debug!(error = %e, "cannot set TCP keepalive");
     }
 }
