@@ -342,4 +342,12 @@ fn baseline_runs_in_a_process_of_its_own_beside_a_remote_server() {
     let out = run(&["bench", "--baseline", "--handshakes"]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("--baseline"), "{out:?}");
+    let out = run(&["bench", "--threads", "0"]);
+    assert_eq!(
+        (out.code, out.stderr.trim_end()),
+        (
+            Some(2),
+            "error: invalid --threads: 0; it must be at least 1"
+        )
+    );
 }
