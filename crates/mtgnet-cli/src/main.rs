@@ -146,3 +146,10 @@ pub(crate) fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::
     };
     anyhow::Context::context(built, "cannot start the tokio runtime")
 }
+
+/// The binary's allocator. glibc's malloc and free were 15-17 % of the
+/// server's CPU profile of 100-byte calls; with mimalloc, calls/s rose by
+/// about a fifth on one core and on two (README, Performance). The library
+/// leaves the choice to the application.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -27,6 +27,18 @@ use crate::metrics::{self, Limit};
 use crate::race::{Either, first_of, next_ended};
 use crate::transport::{self, Framer, MessageReader, WriteStalled};
 
+/// Requests a connection's reader starts from what it has read before it
+/// lets the handlers and the writer run. A client that pipelines sends a
+/// window of calls in one write; started all at once, their answers would
+/// all go back in one write too, and the two peers would take turns, each
+/// idle while the other works, so a second core could not help. Yielding
+/// every few requests sends the first answers while the rest are being
+/// handled, and the client is already sending its next calls: on two cores,
+/// one connection with 64 calls in flight does about 2.5× the calls/s
+/// (README, Performance). Small enough to overlap, large enough that a
+/// write still carries many frames.
+const DISPATCH_QUANTUM: usize = 16;
+
 /// An MTGNet server: a [`Registry`] of services behind a [`ServerConfig`].
 ///
 /// ```no_run
@@ -411,7 +423,13 @@ impl Connection<'_> {
         let mut active = Instant::now();
         let idle = tokio::time::sleep_until(active + idle_timeout);
         tokio::pin!(idle);
+        // Requests started since this loop last let the others run.
+        let mut started = 0;
         loop {
+            if started == DISPATCH_QUANTUM {
+                started = 0;
+                tokio::task::yield_now().await;
+            }
             // Back-pressure: read nothing while max_in_flight calls are
             // held or the connection holds its byte budget.
             let slot = match Arc::clone(&self.slots).try_acquire_owned() {
@@ -491,6 +509,7 @@ impl Connection<'_> {
                 }
             }
             self.start(request, slots, charge);
+            started += 1;
         }
     }
 

@@ -324,6 +324,17 @@ where
     W: AsyncWrite + Unpin,
     M: AsRef<[u8]>,
 {
+    // On a current-thread runtime the tasks that were ready when the first
+    // message woke this one have all run before it: what they queued is
+    // here already, and waiting another turn would only hold the batch back
+    // behind the work that follows (the reader's next requests), so that
+    // the peers take turns, each idle while the other works (see the
+    // server's `DISPATCH_QUANTUM`). On a multi-thread runtime they run on
+    // other workers at the same time: a turn lets their messages join.
+    let gather_a_turn = matches!(
+        tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+    );
     let mut batch = Batch::default();
     // A large message taken from the queue while gathering, written next.
     let mut next = None;
@@ -360,9 +371,9 @@ where
         }
         batch.push(first);
         next = batch.gather(&mut messages);
-        if next.is_none() && batch.bytes.len() < WRITE_BATCH {
-            // Under load, the tasks producing the next messages are usually
-            // ready to run: one turn for them first saves a syscall per frame.
+        if gather_a_turn && next.is_none() && batch.bytes.len() < WRITE_BATCH {
+            // The producers of the next messages are running on other
+            // workers: one turn for them first saves a syscall per frame.
             tokio::task::yield_now().await;
             next = batch.gather(&mut messages);
         }

@@ -196,6 +196,98 @@ async fn a_large_reply_over_a_slow_but_live_link_is_not_cut_by_the_stall_limit()
     assert!(started.elapsed() > Duration::from_secs(1));
 }
 
+/// A stream that records how many frames each write the server makes
+/// carries (a frame ends with `\n`, which compact JSON never contains).
+struct Recording {
+    io: DuplexStream,
+    frames_per_write: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl AsyncRead for Recording {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Recording {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &written {
+            let frames = buf[..*n].iter().filter(|&&b| b == b'\n').count();
+            self.frames_per_write
+                .lock()
+                .expect("not poisoned")
+                .push(frames);
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A client that pipelines sends a window of calls in one write. Were they
+/// all started before any answer went out, the answers would all go back in
+/// one write, and client and server would take turns, each idle while the
+/// other works (two cores no faster than one). The server answers the
+/// first 16 while the rest wait to start.
+#[tokio::test]
+async fn a_pipelined_window_is_answered_in_parts_as_it_is_handled_not_all_at_the_end() {
+    const WINDOW: usize = 64;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = Server::new(
+        Registry::new().with(counting(&calls)),
+        ServerConfig::plain(),
+    )
+    .expect("valid config");
+    let (mut client, server_io) = tokio::io::duplex(1 << 20);
+    let frames_per_write = Arc::default();
+    let recording = Recording {
+        io: server_io,
+        frames_per_write: Arc::clone(&frames_per_write),
+    };
+    let _serving = tokio::spawn(async move {
+        server
+            .serve_connection(recording, None, Shutdown::new())
+            .await
+    });
+    let mut window = Vec::new();
+    for id in 1..=WINDOW {
+        let request = format!(r#"[{{"service":"Count","method":"echo","args":["x"],"id":{id}}}]"#);
+        window.extend_from_slice(&frame(request.as_bytes()));
+    }
+    client.write_all(&window).await.expect("write");
+    for _ in 0..WINDOW {
+        bounded(read_frame(&mut client)).await;
+    }
+    let writes = frames_per_write.lock().expect("not poisoned").clone();
+    assert_eq!(writes.iter().sum::<usize>(), WINDOW, "writes: {writes:?}");
+    assert_eq!(
+        writes,
+        [16; WINDOW / 16],
+        "the answers go out 16 at a time, each part as soon as it is handled"
+    );
+}
+
 #[tokio::test]
 async fn a_peer_that_never_reads_is_closed_after_the_write_stall_not_the_idle_timeout() {
     let limits = Limits::default()
