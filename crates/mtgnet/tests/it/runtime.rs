@@ -249,7 +249,7 @@ impl tokio::io::AsyncWrite for Recording {
 /// all started before any answer went out, the answers would all go back in
 /// one write, and client and server would take turns, each idle while the
 /// other works (two cores no faster than one). The server answers the
-/// first 16 while the rest wait to start.
+/// first 32 while the rest wait to start.
 #[tokio::test]
 async fn a_pipelined_window_is_answered_in_parts_as_it_is_handled_not_all_at_the_end() {
     const WINDOW: usize = 64;
@@ -283,8 +283,8 @@ async fn a_pipelined_window_is_answered_in_parts_as_it_is_handled_not_all_at_the
     assert_eq!(writes.iter().sum::<usize>(), WINDOW, "writes: {writes:?}");
     assert_eq!(
         writes,
-        [16; WINDOW / 16],
-        "the answers go out 16 at a time, each part as soon as it is handled"
+        [32; WINDOW / 32],
+        "the answers go out 32 at a time, each part as soon as it is handled"
     );
 }
 
