@@ -15,7 +15,9 @@
 //! identity vouches for exactly one static key, and only the holder of that
 //! static key can present the identity.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use crate::PUBLICKEY_SIZE;
 use crate::authorized::AuthorizedKeys;
@@ -165,8 +167,30 @@ fn signed_message(static_public: &[u8; STATIC_KEY_SIZE]) -> [u8; SIGNATURE_CONTE
 /// Checks a peer's handshake payload against the static key Noise
 /// authenticated, then against `authorized`, and returns the peer's identity.
 ///
-/// The order is v1's: size, signature, authorization.
+/// The order is v1's: size, signature, authorization. A binding (identity,
+/// static key, signature) that verified and was authorized before is not
+/// verified again (see [`VerifiedBindings`]); authorization always is.
 pub(crate) fn verify_peer(
+    payload: &[u8],
+    remote_static: Option<&[u8]>,
+    authorized: &AuthorizedKeys,
+) -> Result<PublicKey, HandshakeError> {
+    static VERIFIED: LazyLock<Mutex<VerifiedBindings>> =
+        LazyLock::new(|| Mutex::new(VerifiedBindings::default()));
+    verify_peer_with(
+        &VERIFIED,
+        sodium::sign_verify_detached,
+        payload,
+        remote_static,
+        authorized,
+    )
+}
+
+/// [`verify_peer`] with its memory of verified bindings and its signature
+/// check given, for tests.
+fn verify_peer_with(
+    verified: &Mutex<VerifiedBindings>,
+    verify: impl FnOnce(&[u8; SIGNATURE_SIZE], &[u8], &[u8; PUBLICKEY_SIZE]) -> bool,
     payload: &[u8],
     remote_static: Option<&[u8]>,
     authorized: &AuthorizedKeys,
@@ -186,14 +210,72 @@ pub(crate) fn verify_peer(
     let remote_static: &[u8; STATIC_KEY_SIZE] = remote_static
         .and_then(|key| key.try_into().ok())
         .ok_or(HandshakeError::InvalidSignature)?;
-    if !sodium::sign_verify_detached(signature, &signed_message(remote_static), identity) {
+    let binding = binding(remote_static, payload);
+    let lock = || verified.lock().unwrap_or_else(PoisonError::into_inner);
+    let known = lock().contains(&binding);
+    if !known && !verify(signature, &signed_message(remote_static), identity) {
         return Err(HandshakeError::InvalidSignature);
     }
     let identity = PublicKey::from_bytes(identity);
     if !authorized.is_authorized(&identity) {
         return Err(HandshakeError::NotAuthorized(identity));
     }
+    if !known {
+        lock().remember(binding);
+    }
     Ok(identity)
+}
+
+/// A binding as it arrived: static key (32), identity (32), signature (64),
+/// every byte of it, so that only the very same bytes match.
+type Binding = [u8; STATIC_KEY_SIZE + IDENTITY_PAYLOAD_SIZE];
+
+fn binding(
+    remote_static: &[u8; STATIC_KEY_SIZE],
+    payload: &[u8; IDENTITY_PAYLOAD_SIZE],
+) -> Binding {
+    let mut binding = [0u8; STATIC_KEY_SIZE + IDENTITY_PAYLOAD_SIZE];
+    binding[..STATIC_KEY_SIZE].copy_from_slice(remote_static);
+    binding[STATIC_KEY_SIZE..].copy_from_slice(payload);
+    binding
+}
+
+/// The process's memory of bindings it has verified, at most
+/// [`VerifiedBindings::CAPACITY`] of them.
+///
+/// A static key is made once per identity and process ([`NoiseIdentity`]),
+/// so a peer that connects again (a reconnecting client, a pool, a proxy's
+/// backend hop) presents the same identity, static key and signature every
+/// time. Ed25519 verification is deterministic, so those exact bytes
+/// verify again: skipping the check saves the most expensive step of the
+/// handshake (about 2x an X25519 exchange with libsodium) and brings a
+/// repeated v2 handshake below v1's cost. Noise has proved that the peer
+/// holds the static key's private half before the payload is read, so
+/// only that peer can present a remembered binding.
+///
+/// Only bindings whose peer was also authorized are remembered, so a
+/// client that is refused cannot push others out; when the memory is full
+/// it starts over. At most `CAPACITY` × 128 bytes (plus the set's
+/// overhead), held only once bindings arrive.
+#[derive(Default)]
+struct VerifiedBindings {
+    seen: HashSet<Binding>,
+}
+
+impl VerifiedBindings {
+    /// Bindings remembered before the memory starts over.
+    const CAPACITY: usize = 1024;
+
+    fn contains(&self, binding: &Binding) -> bool {
+        self.seen.contains(binding)
+    }
+
+    fn remember(&mut self, binding: Binding) {
+        if self.seen.len() >= Self::CAPACITY {
+            self.seen.clear();
+        }
+        self.seen.insert(binding);
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +317,117 @@ mod tests {
         assert_eq!(err, Err(HandshakeError::InvalidSignature));
         let err = verify_peer(&noise.payload(), Some(noise.static_public_key()), &nobody);
         assert_eq!(err, Err(HandshakeError::NotAuthorized(noise.identity())));
+    }
+
+    /// Runs [`verify_peer_with`] against `verified`, counting signature checks.
+    fn checked(
+        verified: &Mutex<VerifiedBindings>,
+        checks: &std::cell::Cell<usize>,
+        payload: &[u8],
+        remote_static: &[u8; 32],
+        authorized: &AuthorizedKeys,
+    ) -> Result<PublicKey, HandshakeError> {
+        let verify = |signature: &[u8; 64], message: &[u8], public: &[u8; 32]| {
+            checks.set(checks.get() + 1);
+            sodium::sign_verify_detached(signature, message, public)
+        };
+        verify_peer_with(verified, verify, payload, Some(remote_static), authorized)
+    }
+
+    #[test]
+    fn a_binding_seen_before_is_not_verified_again_but_is_authorized_again() {
+        let verified = Mutex::default();
+        let checks = std::cell::Cell::new(0);
+        let noise = NoiseIdentity::new(&IdentitySecret::generate());
+        let (payload, static_key) = (noise.payload(), noise.static_public_key());
+        let any = AuthorizedKeys::any();
+        let first = checked(&verified, &checks, &payload, static_key, &any);
+        assert_eq!((first, checks.get()), (Ok(noise.identity()), 1));
+        let again = checked(&verified, &checks, &payload, static_key, &any);
+        assert_eq!(
+            (again, checks.get()),
+            (Ok(noise.identity()), 1),
+            "not verified twice"
+        );
+        // Remembered, yet a configuration that does not authorize it refuses it.
+        let nobody = AuthorizedKeys::only([]);
+        let refused = checked(&verified, &checks, &payload, static_key, &nobody);
+        assert_eq!(
+            refused,
+            Err(HandshakeError::NotAuthorized(noise.identity()))
+        );
+    }
+
+    #[test]
+    fn only_the_very_same_bytes_skip_the_check() {
+        let verified = Mutex::default();
+        let checks = std::cell::Cell::new(0);
+        let identity = IdentitySecret::generate();
+        let (a, b) = (NoiseIdentity::new(&identity), NoiseIdentity::new(&identity));
+        let any = AuthorizedKeys::any();
+        assert!(
+            checked(
+                &verified,
+                &checks,
+                &a.payload(),
+                a.static_public_key(),
+                &any
+            )
+            .is_ok()
+        );
+        // The remembered identity and signature, another static key.
+        let err = checked(
+            &verified,
+            &checks,
+            &a.payload(),
+            b.static_public_key(),
+            &any,
+        );
+        assert_eq!(err, Err(HandshakeError::InvalidSignature));
+        // The remembered static key and identity, a changed signature.
+        let mut forged = a.payload();
+        forged[70] ^= 1;
+        let err = checked(&verified, &checks, &forged, a.static_public_key(), &any);
+        assert_eq!(err, Err(HandshakeError::InvalidSignature));
+        assert_eq!(checks.get(), 3, "each new binding was verified");
+    }
+
+    #[test]
+    fn a_refused_or_invalid_binding_is_not_remembered() {
+        let verified = Mutex::default();
+        let checks = std::cell::Cell::new(0);
+        let noise = NoiseIdentity::new(&IdentitySecret::generate());
+        let nobody = AuthorizedKeys::only([]);
+        for _ in 0..2 {
+            let err = checked(
+                &verified,
+                &checks,
+                &noise.payload(),
+                noise.static_public_key(),
+                &nobody,
+            );
+            assert_eq!(err, Err(HandshakeError::NotAuthorized(noise.identity())));
+        }
+        assert_eq!(checks.get(), 2, "a refused peer is verified every time");
+        let mut bad = noise.payload();
+        bad[40] ^= 1;
+        for _ in 0..2 {
+            let any = AuthorizedKeys::any();
+            let err = checked(&verified, &checks, &bad, noise.static_public_key(), &any);
+            assert_eq!(err, Err(HandshakeError::InvalidSignature));
+        }
+        assert_eq!(checks.get(), 4);
+    }
+
+    #[test]
+    fn the_memory_starts_over_when_full() {
+        let mut verified = VerifiedBindings::default();
+        for n in 0..=VerifiedBindings::CAPACITY {
+            let mut binding = [0u8; 128];
+            binding[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            verified.remember(binding);
+        }
+        assert_eq!(verified.seen.len(), 1);
     }
 
     #[test]
