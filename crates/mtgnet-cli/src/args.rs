@@ -298,8 +298,10 @@ pub(crate) struct BenchArgs {
     /// in the same run, and prints the ratio: the ceiling of this machine.
     #[arg(long, conflicts_with_all = ["crypto", "handshakes"])]
     pub(crate) baseline: bool,
-    /// Threads of the client's runtime (default: 1 for one connection, else
-    /// one per CPU). 1 runs the load on one thread: no wake-up crosses threads.
+    /// Client threads (default: one per CPU, at most one per connection),
+    /// each a current-thread runtime with its share of the connections, so
+    /// that no wake-up crosses threads (with --handshakes: workers of one
+    /// runtime).
     #[arg(long, value_name = "N", conflicts_with = "crypto")]
     pub(crate) threads: Option<usize>,
     /// Prints the result as one JSON object on stdout.

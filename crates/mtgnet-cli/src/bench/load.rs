@@ -93,6 +93,16 @@ impl WorkerStats {
         }
     }
 
+    /// Adds what another worker did.
+    fn merge(&mut self, other: WorkerStats) {
+        self.completed += other.completed;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
     fn success(&mut self, progress: &Progress, elapsed: Duration) {
         self.completed += 1;
         self.latency.record(elapsed);
@@ -157,6 +167,24 @@ impl Echo {
     }
 }
 
+/// How to open a connection: what [`connect`] needs of the settings, cheap
+/// to clone onto another thread.
+#[derive(Clone)]
+pub(super) struct Dial {
+    client: ClientConfig,
+    /// Bound on connecting + handshake.
+    timeout: Duration,
+}
+
+impl Dial {
+    fn of(settings: &LoadSettings) -> Dial {
+        Dial {
+            client: settings.client.clone(),
+            timeout: settings.timeout,
+        }
+    }
+}
+
 /// Connects (and checks the server with one call) before the clock starts,
 /// runs the workers until the deadline, and sums up what they did.
 pub(super) async fn measure(
@@ -165,29 +193,38 @@ pub(super) async fn measure(
 ) -> anyhow::Result<(LoadReport, Option<String>)> {
     let echo = Echo::new(settings.payload)?;
     let progress = Arc::new(Progress::default());
+    let dial = Dial::of(settings);
     let mut workers = JoinSet::new();
     let started;
+    let threads = match settings.threads {
+        Some(threads) => threads,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    }
+    .min(settings.connections);
+    let mut threaded = None;
     match settings.kind {
+        Kind::Calls if threads > 1 => {
+            let run = CallThreads::start(settings, &dial, addr, &echo, threads, &progress).await?;
+            started = run.started;
+            threaded = Some(run);
+        }
         Kind::Calls => {
             let mut clients = Vec::with_capacity(settings.connections);
             for _ in 0..settings.connections {
-                clients.push(connect(settings, addr, &echo).await?);
+                clients.push(connect(&dial, addr, &echo).await?);
             }
             started = Instant::now();
-            let deadline = started + settings.duration;
-            for client in &clients {
-                for _ in 0..settings.in_flight {
-                    workers.spawn(call_worker(
-                        client.clone(),
-                        echo.clone(),
-                        deadline,
-                        Arc::clone(&progress),
-                    ));
-                }
-            }
+            spawn_call_workers(
+                &mut workers,
+                &clients,
+                settings.in_flight,
+                &echo,
+                started + settings.duration,
+                &progress,
+            );
         }
         Kind::Handshakes => {
-            drop(connect(settings, addr, &echo).await?);
+            drop(connect(&dial, addr, &echo).await?);
             started = Instant::now();
             let deadline = started + settings.duration;
             let config = Arc::new(settings.client.clone());
@@ -203,16 +240,18 @@ pub(super) async fn measure(
         }
     }
     let reporter = tokio::spawn(show_progress(Arc::clone(&progress), started, settings.kind));
-    let mut total = WorkerStats::default();
-    while let Some(done) = workers.join_next().await {
-        let stats = done.context("a benchmark worker panicked")?;
-        total.completed += stats.completed;
-        total.errors += stats.errors;
-        total.latency.merge(&stats.latency);
-        if total.first_error.is_none() {
-            total.first_error = stats.first_error;
+    let total = match threaded {
+        Some(run) => run.join().await,
+        None => join_workers(workers).await,
+    };
+    let total = match total {
+        Ok(total) => total,
+        Err(e) => {
+            reporter.abort();
+            end_progress();
+            return Err(e);
         }
-    }
+    };
     let seconds = started.elapsed().as_secs_f64();
     reporter.abort();
     let _ = reporter.await;
@@ -249,13 +288,167 @@ pub(super) async fn measure(
     Ok((report, total.first_error))
 }
 
+/// Starts `in_flight` call workers on each of `clients`, until `deadline`.
+fn spawn_call_workers(
+    workers: &mut JoinSet<WorkerStats>,
+    clients: &[Client],
+    in_flight: usize,
+    echo: &Echo,
+    deadline: Instant,
+    progress: &Arc<Progress>,
+) {
+    for client in clients {
+        for _ in 0..in_flight {
+            workers.spawn(call_worker(
+                client.clone(),
+                echo.clone(),
+                deadline,
+                Arc::clone(progress),
+            ));
+        }
+    }
+}
+
+/// Waits for every worker and sums up what they did.
+async fn join_workers(mut workers: JoinSet<WorkerStats>) -> anyhow::Result<WorkerStats> {
+    let mut total = WorkerStats::default();
+    while let Some(done) = workers.join_next().await {
+        total.merge(done.context("a benchmark worker panicked")?);
+    }
+    Ok(total)
+}
+
+/// The call workers of a run over several connections, on threads of their
+/// own: each thread is a current-thread runtime with its share of the
+/// connections, so that a connection's callers, reader and writer never
+/// wake another thread (the shape `mtgnet serve` has). One work-stealing
+/// runtime for 4 connections spent its time moving tasks between cores.
+struct CallThreads {
+    started: Instant,
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<WorkerStats>>>,
+}
+
+impl CallThreads {
+    /// Connects every thread's share, then starts the clock for all of them
+    /// at once. If any connection fails, every thread stops and the first
+    /// error is returned.
+    async fn start(
+        settings: &LoadSettings,
+        dial: &Dial,
+        addr: &Address,
+        echo: &Echo,
+        threads: usize,
+        progress: &Arc<Progress>,
+    ) -> anyhow::Result<CallThreads> {
+        let (ready, mut readied) = tokio::sync::mpsc::channel::<anyhow::Result<()>>(threads);
+        // `None` until the clock starts; dropped without a value: stop.
+        let (start, starting) = tokio::sync::watch::channel::<Option<Instant>>(None);
+        let mut spawned = Vec::with_capacity(threads);
+        for share in shares(settings.connections, threads) {
+            let (dial, addr, echo) = (dial.clone(), addr.clone(), echo.clone());
+            let (ready, mut starting) = (ready.clone(), starting.clone());
+            let (in_flight, duration, progress) =
+                (settings.in_flight, settings.duration, Arc::clone(progress));
+            let thread = std::thread::Builder::new()
+                .name("mtgnet-bench".to_owned())
+                .spawn(move || {
+                    crate::runtime(Some(1))?.block_on(async move {
+                        let mut clients = Vec::with_capacity(share);
+                        for _ in 0..share {
+                            match connect(&dial, &addr, &echo).await {
+                                Ok(client) => clients.push(client),
+                                Err(e) => {
+                                    let _ = ready.send(Err(e)).await;
+                                    return Ok(WorkerStats::default());
+                                }
+                            }
+                        }
+                        let _ = ready.send(Ok(())).await;
+                        drop(ready);
+                        let Ok(started) = starting.wait_for(Option::is_some).await.map(|s| *s)
+                        else {
+                            return Ok(WorkerStats::default());
+                        };
+                        let deadline = started.unwrap_or_else(Instant::now) + duration;
+                        let mut workers = JoinSet::new();
+                        spawn_call_workers(
+                            &mut workers,
+                            &clients,
+                            in_flight,
+                            &echo,
+                            deadline,
+                            &progress,
+                        );
+                        join_workers(workers).await
+                    })
+                })
+                .context("cannot start a benchmark thread")?;
+            spawned.push(thread);
+        }
+        drop(ready);
+        let mut failed = None;
+        for _ in 0..threads {
+            match readied.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => failed = Some(e),
+                None => {
+                    failed = Some(anyhow!(
+                        "a benchmark thread stopped before its connections were open"
+                    ))
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            // Dropping `start` without a value releases the waiting threads.
+            drop(start);
+            let _ = CallThreads {
+                started: Instant::now(),
+                threads: spawned,
+            }
+            .join()
+            .await;
+            return Err(e);
+        }
+        let started = Instant::now();
+        // Every thread holds a receiver until it has read this.
+        let _ = start.send(Some(started));
+        Ok(CallThreads {
+            started,
+            threads: spawned,
+        })
+    }
+
+    /// Waits for every thread (without blocking the runtime) and sums up
+    /// what their workers did.
+    async fn join(self) -> anyhow::Result<WorkerStats> {
+        let threads = self.threads;
+        tokio::task::spawn_blocking(move || {
+            let mut total = WorkerStats::default();
+            for thread in threads {
+                let stats = thread
+                    .join()
+                    .map_err(|_| anyhow!("a benchmark thread panicked"))??;
+                total.merge(stats);
+            }
+            Ok(total)
+        })
+        .await
+        .context("a benchmark thread could not be joined")?
+    }
+}
+
+/// `connections` spread over `threads`: sizes that differ by at most one.
+fn shares(connections: usize, threads: usize) -> impl Iterator<Item = usize> {
+    (0..threads).map(move |i| connections / threads + usize::from(i < connections % threads))
+}
+
 /// Opens one connection and checks that the server echoes: so that a wrong
 /// address, key or `--plain` fails at once, with the reason, not as errors.
-pub(super) async fn connect(
-    settings: &LoadSettings,
-    addr: &Address,
-    echo: &Echo,
-) -> anyhow::Result<Client> {
+pub(super) async fn connect(dial: &Dial, addr: &Address, echo: &Echo) -> anyhow::Result<Client> {
+    let settings = dial;
     let name = addr.to_string();
     let client = tokio::time::timeout(settings.timeout, addr.connect(settings.client.clone()))
         .await

@@ -351,3 +351,60 @@ fn baseline_runs_in_a_process_of_its_own_beside_a_remote_server() {
         )
     );
 }
+
+#[test]
+fn several_connections_run_on_threads_of_their_own_and_add_up() {
+    let server = Server::plain();
+    // 5 connections over 2 threads: shares of 3 and 2.
+    let object = report(&run(&[
+        "bench",
+        "--addr",
+        &server.addr,
+        "--plain",
+        "--connections",
+        "5",
+        "--threads",
+        "2",
+        "--in-flight",
+        "3",
+        "--json",
+        "--duration",
+        "0.5",
+    ]));
+    assert_healthy(&object);
+    assert_eq!(
+        (&object["connections"], &object["in_flight"]),
+        (&Value::from(5), &Value::from(3))
+    );
+}
+
+#[test]
+fn a_connection_that_fails_on_one_thread_stops_them_all_with_its_error() {
+    let encrypted = Server::encrypted();
+    let other_key = Server::encrypted();
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "bench",
+        "--addr",
+        &encrypted.addr,
+        "--server-key",
+        other_key.key(),
+        "--connections",
+        "4",
+        "--threads",
+        "2",
+        "--duration",
+        "30",
+    ]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+    assert!(
+        out.stderr.contains("not one of the --server-key keys"),
+        "{out:?}"
+    );
+    // Not a run of 30 s: nothing started, nothing waited for the others.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
