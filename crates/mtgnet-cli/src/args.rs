@@ -58,6 +58,11 @@ pub(crate) struct ServeArgs {
     /// --max-connections.
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// Microseconds a connection's thread keeps polling after a write that
+    /// left nothing queued, before it may sleep (0: never; at most 10000).
+    /// Lower latency for CPU: see the README's Performance section.
+    #[arg(long, value_name = "MICROS", default_value_t = 0)]
+    pub(crate) busy_poll: u64,
     /// Serves unencrypted connections.
     #[arg(long, conflicts_with_all = ["secret_file", "authorized_keys", "handshake_timeout"])]
     pub(crate) plain: bool,
@@ -304,6 +309,16 @@ pub(crate) struct BenchArgs {
     /// runtime).
     #[arg(long, value_name = "N", conflicts_with = "crypto")]
     pub(crate) threads: Option<usize>,
+    /// Microseconds each connection's thread keeps polling after a write
+    /// that left nothing queued, before it may sleep (0: never; at most
+    /// 10000): the client's, and the in-process server's.
+    #[arg(
+        long,
+        value_name = "MICROS",
+        default_value_t = 0,
+        conflicts_with = "crypto"
+    )]
+    pub(crate) busy_poll: u64,
     /// Prints the result as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,

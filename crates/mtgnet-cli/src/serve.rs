@@ -2,6 +2,7 @@
 //! SIGINT or SIGTERM.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -61,6 +62,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             }
             _ => limits,
         };
+        let busy_poll = busy_poll(args.busy_poll)?;
         if args.metrics.is_some_and(|address| address.port() == 0) {
             bail!("--metrics needs a port other than 0: the port it picks could not be reported");
         }
@@ -83,7 +85,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
         Ok(ServeSettings {
             listen: args.listen,
             metrics: args.metrics,
-            config: config.limits(limits),
+            config: config.limits(limits).busy_poll(busy_poll),
             identity_source,
             threads,
         })
@@ -98,6 +100,18 @@ pub(crate) fn invalid_flag(e: ConfigError) -> anyhow::Error {
         }
         _ => e.into(),
     }
+}
+
+/// `--busy-poll MICROS` as a duration, refused by name above the maximum.
+pub(crate) fn busy_poll(micros: u64) -> anyhow::Result<Duration> {
+    let spin = Duration::from_micros(micros);
+    if spin > mtgnet::MAX_BUSY_POLL {
+        bail!(
+            "invalid --busy-poll: {micros}; it must be at most {} (microseconds)",
+            mtgnet::MAX_BUSY_POLL.as_micros()
+        );
+    }
+    Ok(spin)
 }
 
 /// Runs `mtgnet serve` to completion.

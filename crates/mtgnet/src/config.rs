@@ -256,6 +256,23 @@ pub struct ClientConfig {
     connect_timeout: Duration,
     tcp_keepalive: Option<Duration>,
     reconnect: Option<Reconnect>,
+    busy_poll: Option<Duration>,
+}
+
+/// The longest [`ClientConfig::busy_poll`] and [`ServerConfig::busy_poll`]
+/// accept: a connection's thread spins at most this long after a write.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
+
+/// Checks a busy-polling time against [`MAX_BUSY_POLL`].
+fn check_busy_poll(spin: Option<Duration>) -> Result<(), ConfigError> {
+    match spin {
+        Some(spin) if spin > MAX_BUSY_POLL => Err(ConfigError::OutOfRange {
+            setting: "busy_poll",
+            value: format!("{spin:?}"),
+            expected: format!("at most {MAX_BUSY_POLL:?} (or None: no busy polling)"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl ClientConfig {
@@ -272,6 +289,7 @@ impl ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             reconnect: None,
+            busy_poll: None,
         }
     }
 
@@ -413,6 +431,32 @@ impl ClientConfig {
         self
     }
 
+    /// Busy polling: after each write that leaves nothing queued, the
+    /// connection's thread keeps polling for up to `spin` (at most
+    /// [`MAX_BUSY_POLL`]) before it may sleep, so that the answer is read
+    /// without the thread being put to sleep and woken again. `None` (the
+    /// default) or zero: no busy polling.
+    ///
+    /// It trades CPU for latency: the thread stays busy for up to `spin`
+    /// after every write. Between two processes on a 2-vCPU VM, with one
+    /// call at a time, 60 µs on both sides brought the round trip from
+    /// 1.4-1.7x a raw TCP echo's to 0.8-1.0x (README, Performance). Where
+    /// waking a sleeping core is cheap it gains less.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mtgnet::ClientConfig;
+    ///
+    /// let config = ClientConfig::plain().busy_poll(Duration::from_micros(60));
+    /// assert!(config.validate().is_ok());
+    /// assert!(ClientConfig::plain().busy_poll(Duration::from_secs(1)).validate().is_err());
+    /// ```
+    #[must_use]
+    pub fn busy_poll(mut self, spin: impl Into<Option<Duration>>) -> ClientConfig {
+        self.busy_poll = spin.into().filter(|spin| !spin.is_zero());
+        self
+    }
+
     /// The encryption settings, if encrypted.
     pub fn encryption(&self) -> Option<&Encryption> {
         self.encryption.as_ref()
@@ -456,7 +500,7 @@ impl ClientConfig {
         if let Some(policy) = &self.reconnect {
             policy.validate()?;
         }
-        Ok(())
+        check_busy_poll(self.busy_poll)
     }
 
     /// These settings, accepting only `server` as the server's key (when
@@ -487,6 +531,11 @@ impl ClientConfig {
 
     pub(crate) fn write_stall_limit(&self) -> Option<Duration> {
         self.write_stall
+    }
+
+    /// [`ClientConfig::busy_poll`]'s setting.
+    pub(crate) fn busy_poll_for(&self) -> Option<Duration> {
+        self.busy_poll
     }
 
     /// The cap on calls in flight, checked: at least 1, and no more than a
@@ -697,6 +746,7 @@ impl Limits {
 pub struct ServerConfig {
     encryption: Option<Encryption>,
     limits: Limits,
+    busy_poll: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -710,6 +760,7 @@ impl ServerConfig {
         ServerConfig {
             encryption: Some(encryption),
             limits: Limits::default(),
+            busy_poll: None,
         }
     }
 
@@ -717,6 +768,17 @@ impl ServerConfig {
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> ServerConfig {
         self.limits = limits;
+        self
+    }
+
+    /// Busy polling on every connection, as [`ClientConfig::busy_poll`]:
+    /// after each write that leaves nothing queued, the connection's thread
+    /// keeps polling for up to `spin` (at most [`MAX_BUSY_POLL`]) before it
+    /// may sleep. `None` (the default) or zero: no busy polling.
+    /// [`Server::new`](crate::Server::new) refuses more than the maximum.
+    #[must_use]
+    pub fn busy_poll(mut self, spin: impl Into<Option<Duration>>) -> ServerConfig {
+        self.busy_poll = spin.into().filter(|spin| !spin.is_zero());
         self
     }
 
@@ -728,6 +790,16 @@ impl ServerConfig {
     /// The limits.
     pub fn limits_ref(&self) -> &Limits {
         &self.limits
+    }
+
+    /// [`ServerConfig::busy_poll`]'s setting.
+    pub(crate) fn busy_poll_for(&self) -> Option<Duration> {
+        self.busy_poll
+    }
+
+    /// Refuses a busy-polling time over [`MAX_BUSY_POLL`].
+    pub(crate) fn validate_busy_poll(&self) -> Result<(), ConfigError> {
+        check_busy_poll(self.busy_poll)
     }
 }
 

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -24,7 +23,7 @@ use crate::config::ClientConfig;
 use crate::error::{CallError, Error, PeerError};
 use crate::handshake::{self, Channel};
 use crate::race::{Either, first_of};
-use crate::transport::{self, Framer, MessageReader};
+use crate::transport::{self, Framer, MessageReader, Writing};
 
 /// Requests queued for the writer before callers wait (back-pressure).
 const OUTGOING_QUEUE: usize = 256;
@@ -152,11 +151,14 @@ impl Connection {
             inner: Arc::clone(&inner),
             ended: false,
         };
-        let stall = config.write_stall_limit();
+        let writing = Writing {
+            stall_limit: config.write_stall_limit(),
+            busy_poll: config.busy_poll_for(),
+        };
         let driving = async move {
             let mut guard = guard;
             let inner = Arc::clone(&guard.inner);
-            let reason = drive(reader, writer, queue, stall, framer, &inner).await;
+            let reason = drive(reader, writer, queue, writing, framer, &inner).await;
             guard.end(reason)
         };
         Ok((Connection { inner }, Box::pin(driving)))
@@ -401,7 +403,7 @@ async fn drive<R, W>(
     mut reader: MessageReader<R>,
     wr: W,
     queue: mpsc::Receiver<BytesMut>,
-    write_stall: Option<Duration>,
+    writing: Writing,
     framer: Framer,
     inner: &Inner,
 ) -> Error
@@ -437,7 +439,7 @@ where
     };
     // Closing (`Client::close`, or every handle dropped) goes through the
     // writer: what is queued is written, then (v2) the close record.
-    let write = transport::write_messages(wr, queue, write_stall, framer, Some(&inner.close));
+    let write = transport::write_messages(wr, queue, writing, framer, Some(&inner.close));
     let reason = match first_of(read, write).await {
         Either::Left(reason) => reason,
         Either::Right(Ok(())) => Error::Closed,

@@ -87,7 +87,7 @@ mod unix;
 pub use client::{Client, Reply};
 pub use config::{
     ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_TCP_KEEPALIVE,
-    Encryption, EncryptionVersion, Limits, ServerConfig,
+    Encryption, EncryptionVersion, Limits, MAX_BUSY_POLL, ServerConfig,
 };
 pub use driver::ClientDriver;
 pub use error::{AuthError, CallError, ConfigError, Error, HandshakeFailure, PeerError};

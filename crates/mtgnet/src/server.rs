@@ -25,7 +25,7 @@ use crate::handshake::{self, Channel};
 use crate::listener::{Listener, Shutdown, next_connection};
 use crate::metrics::{self, Limit};
 use crate::race::{Either, first_of, next_ended};
-use crate::transport::{self, Framer, MessageReader, WriteStalled};
+use crate::transport::{self, Framer, MessageReader, WriteStalled, Writing};
 
 /// Requests a connection's reader starts from what it has read before it
 /// lets the handlers and the writer run. A client that pipelines sends a
@@ -94,10 +94,13 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// A limit that cannot work ([`Limits::validate`](crate::Limits::validate)).
+    /// A limit that cannot work ([`Limits::validate`](crate::Limits::validate)),
+    /// or a [`busy_poll`](ServerConfig::busy_poll) over
+    /// [`MAX_BUSY_POLL`](crate::MAX_BUSY_POLL).
     pub fn new(registry: Registry, config: ServerConfig) -> Result<Server, ConfigError> {
         let limits = config.limits_ref();
         limits.validate()?;
+        config.validate_busy_poll()?;
         metrics::describe();
         let observer = Arc::new(metrics::CallMetrics::new(&registry));
         Ok(Server {
@@ -253,7 +256,10 @@ impl Server {
             handle: Some(tokio::spawn(transport::write_messages(
                 wr,
                 queue,
-                Some(limits.write_stall),
+                Writing {
+                    stall_limit: Some(limits.write_stall),
+                    busy_poll: self.config.busy_poll_for(),
+                },
                 framer.clone(),
                 None,
             ))),

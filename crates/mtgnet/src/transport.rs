@@ -316,7 +316,7 @@ impl Framer {
 pub(crate) async fn write_messages<W, M>(
     mut io: W,
     mut messages: mpsc::Receiver<M>,
-    stall_limit: Option<Duration>,
+    writing: Writing,
     closing: Framer,
     close: Option<&Notify>,
 ) -> std::io::Result<()>
@@ -324,6 +324,10 @@ where
     W: AsyncWrite + Unpin,
     M: AsRef<[u8]>,
 {
+    let Writing {
+        stall_limit,
+        busy_poll,
+    } = writing;
     // On a current-thread runtime the tasks that were ready when the first
     // message woke this one have all run before it: what they queued is
     // here already, and waiting another turn would only hold the batch back
@@ -379,12 +383,38 @@ where
         }
         write_with_stall(&mut io, &batch.bytes, stall_limit).await?;
         batch.clear();
+        if let Some(spin) = busy_poll {
+            poll_busily(&messages, spin).await;
+        }
     }
     // Every sender is gone: a clean end, which v2 says with a close record.
     if let Some(close) = closing.close_frame() {
         write_with_stall(&mut io, &close, stall_limit).await?;
     }
     io.shutdown().await
+}
+
+/// How a connection's writer writes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Writing {
+    /// A write that makes no progress for this long fails (`None`: never).
+    pub(crate) stall_limit: Option<Duration>,
+    /// After a write that emptied the queue, keep the thread polling for
+    /// this long before it may sleep (`None`: sleep at once).
+    pub(crate) busy_poll: Option<Duration>,
+}
+
+/// Keeps the thread busy for up to `spin` while `messages` stays empty:
+/// each turn lets the runtime poll its I/O driver without blocking, so
+/// the peer's next message is read, and this thread's next message
+/// produced, without the thread going to sleep and being woken again.
+/// Bounded by `spin` (the configuration caps it), and ends as soon as a
+/// message is queued or every sender is gone.
+async fn poll_busily<M>(messages: &mpsc::Receiver<M>, spin: Duration) {
+    let until = std::time::Instant::now() + spin;
+    while messages.is_empty() && !messages.is_closed() && std::time::Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Messages gathered for one write: their bytes copied into one reusable

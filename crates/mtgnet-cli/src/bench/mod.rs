@@ -125,6 +125,7 @@ impl TryFrom<BenchArgs> for BenchSettings {
         if args.timeout.is_zero() {
             bail!("--timeout must be more than 0 seconds");
         }
+        let busy_poll = crate::serve::busy_poll(args.busy_poll)?;
         let (target, client) = match args.addr {
             Some(addr) => {
                 let client = if args.plain {
@@ -145,10 +146,17 @@ impl TryFrom<BenchArgs> for BenchSettings {
                 };
                 (Target::Remote(addr), client)
             }
-            None => in_process(
-                (!args.plain).then(|| args.encryption.version()),
-                args.timeout,
-            ),
+            None => {
+                let (target, client) = in_process(
+                    (!args.plain).then(|| args.encryption.version()),
+                    args.timeout,
+                );
+                let target = match target {
+                    Target::InProcess(server) => Target::InProcess(server.busy_poll(busy_poll)),
+                    remote => remote,
+                };
+                (target, client)
+            }
         };
         let kind = if args.handshakes {
             Kind::Handshakes
@@ -160,7 +168,8 @@ impl TryFrom<BenchArgs> for BenchSettings {
             // The client's own cap must not throttle the requested load.
             client: client
                 .call_timeout(args.timeout)
-                .max_in_flight(args.in_flight),
+                .max_in_flight(args.in_flight)
+                .busy_poll(busy_poll),
             kind,
             connections: args.connections,
             in_flight: if kind == Kind::Calls {

@@ -408,3 +408,22 @@ fn a_connection_that_fails_on_one_thread_stops_them_all_with_its_error() {
         started.elapsed()
     );
 }
+
+#[test]
+fn busy_polling_client_against_a_busy_polling_serve() {
+    let server = Server::start(&["--plain", "--busy-poll", "10000"]);
+    let object = report(&run(&[
+        "bench",
+        "--addr",
+        &server.addr,
+        "--plain",
+        "--busy-poll",
+        "50",
+        "--in-flight",
+        "1",
+        "--json",
+        "--duration",
+        "0.5",
+    ]));
+    assert_healthy(&object);
+}

@@ -184,3 +184,19 @@ fn threads_sets_the_runtime_and_zero_is_refused() {
         )
     );
 }
+
+#[test]
+fn busy_polling_longer_than_10_ms_is_refused_by_serve_and_bench() {
+    for command in ["serve", "bench"] {
+        let out = run(&[command, "--plain", "--busy-poll", "10001"]);
+        assert_eq!(
+            (out.code, out.stderr.trim_end(), out.stdout.as_str()),
+            (
+                Some(2),
+                "error: invalid --busy-poll: 10001; it must be at most 10000 (microseconds)",
+                ""
+            ),
+            "{command}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::handshake::Channel;
 use crate::listener::Shutdown;
 use crate::race::{Either, first_of};
-use crate::transport::{self, Framer, MessageReader};
+use crate::transport::{self, Framer, MessageReader, Writing};
 
 /// Messages queued for one side's writer at most; the bytes they hold are
 /// bounded by the direction's budget, their number by this.
@@ -173,15 +173,24 @@ where
             &activity,
             &stop_down,
         );
+        let writing = Writing {
+            stall_limit: stall,
+            busy_poll: None,
+        };
         let backend_writer = transport::write_messages(
             backend_wr,
             backend_queue,
-            stall,
+            writing,
             backend_framer.clone(),
             None,
         );
-        let client_writer =
-            transport::write_messages(client_wr, client_queue, stall, client_framer.clone(), None);
+        let client_writer = transport::write_messages(
+            client_wr,
+            client_queue,
+            writing,
+            client_framer.clone(),
+            None,
+        );
         let stopping = shutdown.triggered();
         let idle = tokio::time::sleep(limits.idle_timeout);
         // Armed once the connection is closing.

@@ -539,3 +539,89 @@ async fn accepted_tcp_connections_get_nodelay_and_keepalive_and_their_peer_addre
         (Duration::from_secs(60), Duration::from_secs(10), 6)
     );
 }
+
+/// CPU time this thread has used (user + system), from
+/// `/proc/thread-self/stat`, in clock ticks of 10 ms.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    // Fields after the command name, which ends with the last ')'.
+    let after = &stat[stat.rfind(')').expect("command name") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+    ticks(11) + ticks(12)
+}
+
+/// Busy polling keeps a connection's thread working for at most the time
+/// given after each write, then lets it sleep: client and server both
+/// poll for 10 ms after every write, on this one thread, and an idle half
+/// second after the last call costs this thread far less than half a
+/// second of CPU. (A spin that did not end would cost all of it: the
+/// timer that ends the wait still fires between the spinning turns.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn busy_polling_answers_calls_and_stops_spinning_when_its_time_is_up() {
+    let spin = Duration::from_millis(10);
+    let server = TestServer::start(
+        ServerConfig::plain().busy_poll(spin),
+        None,
+        crate::util::registry(),
+    )
+    .await;
+    let client = bounded(mtgnet::Client::connect(
+        server.addr,
+        mtgnet::ClientConfig::plain().busy_poll(spin),
+    ))
+    .await
+    .expect("connects");
+    for n in 0..100 {
+        let text = format!("call {n}");
+        let echoed: String = bounded(client.call("Test", "echo", (&text,)))
+            .await
+            .expect("echoed");
+        assert_eq!(echoed, text);
+    }
+    let before = thread_cpu_ticks();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spent = thread_cpu_ticks() - before;
+    assert!(
+        spent <= 15,
+        "{spent} ticks of 10 ms spent idle: the spinning did not stop"
+    );
+}
+
+#[test]
+fn busy_polling_longer_than_the_maximum_is_refused_by_name() {
+    let too_long = mtgnet::MAX_BUSY_POLL + Duration::from_nanos(1);
+    let refused = Server::new(Registry::new(), ServerConfig::plain().busy_poll(too_long));
+    assert!(
+        matches!(
+            refused,
+            Err(mtgnet::ConfigError::OutOfRange {
+                setting: "busy_poll",
+                ..
+            })
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let client = mtgnet::ClientConfig::plain().busy_poll(too_long).validate();
+    assert!(
+        matches!(
+            client,
+            Err(mtgnet::ConfigError::OutOfRange {
+                setting: "busy_poll",
+                ..
+            })
+        ),
+        "{client:?}"
+    );
+    assert!(
+        Server::new(
+            Registry::new(),
+            ServerConfig::plain().busy_poll(mtgnet::MAX_BUSY_POLL)
+        )
+        .is_ok()
+    );
+}
