@@ -378,6 +378,47 @@ fn several_connections_run_on_threads_of_their_own_and_add_up() {
     );
 }
 
+/// The threads of process `pid` named `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim_end() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn each_client_thread_runs_its_own_share_of_the_connections() {
+    let server = Server::plain();
+    for (connections, threads, expected) in [("3", "2", 2), ("2", "4", 2), ("1", "2", 0)] {
+        let mut bench = crate::util::mtgnet()
+            .args(["bench", "--addr", &server.addr, "--plain", "--json"])
+            .args(["--connections", connections, "--threads", threads])
+            .args(["--duration", "1.5"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("bench starts");
+        // Counted until it ends: the most seen at once.
+        let mut seen = 0;
+        let status = loop {
+            seen = seen.max(threads_named(bench.id(), "mtgnet-bench"));
+            if let Some(status) = bench.try_wait().expect("bench runs") {
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status:?}");
+        assert_eq!(
+            seen, expected,
+            "--connections {connections} --threads {threads}: client threads"
+        );
+    }
+}
+
 #[test]
 fn a_connection_that_fails_on_one_thread_stops_them_all_with_its_error() {
     let encrypted = Server::encrypted();
