@@ -404,10 +404,15 @@ fn each_client_thread_runs_its_own_share_of_the_connections() {
             .expect("bench starts");
         // Counted until it ends: the most seen at once.
         let mut seen = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let status = loop {
             seen = seen.max(threads_named(bench.id(), "mtgnet-bench"));
             if let Some(status) = bench.try_wait().expect("bench runs") {
                 break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = bench.kill();
+                panic!("a 1.5 s bench still runs after 60 s");
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
