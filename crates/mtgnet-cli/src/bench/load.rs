@@ -448,17 +448,16 @@ fn shares(connections: usize, threads: usize) -> impl Iterator<Item = usize> {
 /// Opens one connection and checks that the server echoes: so that a wrong
 /// address, key or `--plain` fails at once, with the reason, not as errors.
 pub(super) async fn connect(dial: &Dial, addr: &Address, echo: &Echo) -> anyhow::Result<Client> {
-    let settings = dial;
     let name = addr.to_string();
-    let client = tokio::time::timeout(settings.timeout, addr.connect(settings.client.clone()))
+    let client = tokio::time::timeout(dial.timeout, addr.connect(dial.client.clone()))
         .await
         .map_err(|_| {
             anyhow!(
                 "cannot connect to {name} within {} s (see --timeout)",
-                settings.timeout.as_secs_f64()
+                dial.timeout.as_secs_f64()
             )
         })?
-        .map_err(|e| connect_error(&name, &e, &settings.client))?;
+        .map_err(|e| connect_error(&name, &e, &dial.client))?;
     let results = client
         .batch(echo.request.clone())
         .await
@@ -466,7 +465,7 @@ pub(super) async fn connect(dial: &Dial, addr: &Address, echo: &Echo) -> anyhow:
             CallError::Connection(reason) => anyhow!(
                 "the server at {name} closed the connection ({reason}); \
                  does it authorize this client's key, or is it {}?",
-                if settings.client.encryption().is_some() {
+                if dial.client.encryption().is_some() {
                     "plain (then use --plain)"
                 } else {
                     "encrypted (then drop --plain)"
